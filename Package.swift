@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Dependency direction (see docs/architecture.md):
+/// Tensors ← Checkpoints, CPUBackend, CUDABackend(← CUDADriver), Model
+/// Tokenizers ← Chat ← Generation(← Model) ← AIMEWorker ← mixtral-chat
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "MixtralChat",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mixtral-chat", targets: ["mixtral-chat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .target(name: "Tensors", swiftSettings: optimize),
+        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        .target(name: "Tokenizers"),
+        .target(name: "Chat", dependencies: ["Tokenizers"]),
+        .target(name: "Model", dependencies: ["Tensors", "Checkpoints"], swiftSettings: optimize),
+        .target(name: "CPUBackend", dependencies: ["Tensors"], swiftSettings: optimize),
+        .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
+        .executableTarget(
+            name: "mixtral-chat",
+            dependencies: [
+                "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "Generation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+    ]
+)

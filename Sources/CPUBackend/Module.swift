@@ -1,0 +1,1 @@
+// The CPUBackend module; see docs/architecture.md.

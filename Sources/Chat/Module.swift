@@ -1,0 +1,1 @@
+// The Chat module; see docs/architecture.md.

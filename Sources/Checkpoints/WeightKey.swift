@@ -1,0 +1,82 @@
+import Tensors
+
+/// Every weight of a Mistral model, by role. Checkpoint key strings live here and nowhere else.
+public enum WeightKey: Hashable, Sendable {
+    case tokEmbeddings                  // (V, D)
+    case finalNorm                      // (D)
+    case output                         // (V, D)
+    case attentionNorm(layer: Int)      // (D)
+    case ffnNorm(layer: Int)            // (D)
+    case wq(layer: Int)                 // (H·Dh, D)
+    case wk(layer: Int)                 // (G·Dh, D)
+    case wv(layer: Int)                 // (G·Dh, D)
+    case wo(layer: Int)                 // (D, H·Dh)
+    case w1(layer: Int)                 // (F, D)  dense FFN gate projection
+    case w2(layer: Int)                 // (D, F)  dense FFN down projection
+    case w3(layer: Int)                 // (F, D)  dense FFN up projection
+    case moeGate(layer: Int)            // (E, D)
+    case expertW1(layer: Int, expert: Int)  // (F, D)
+    case expertW2(layer: Int, expert: Int)  // (D, F)
+    case expertW3(layer: Int, expert: Int)  // (F, D)
+
+    /// The key in Mistral's native layout (`consolidated.safetensors` / `consolidated.00.pth`).
+    public var nativeName: String {
+        switch self {
+        case .tokEmbeddings: return "tok_embeddings.weight"
+        case .finalNorm: return "norm.weight"
+        case .output: return "output.weight"
+        case .attentionNorm(let l): return "layers.\(l).attention_norm.weight"
+        case .ffnNorm(let l): return "layers.\(l).ffn_norm.weight"
+        case .wq(let l): return "layers.\(l).attention.wq.weight"
+        case .wk(let l): return "layers.\(l).attention.wk.weight"
+        case .wv(let l): return "layers.\(l).attention.wv.weight"
+        case .wo(let l): return "layers.\(l).attention.wo.weight"
+        case .w1(let l): return "layers.\(l).feed_forward.w1.weight"
+        case .w2(let l): return "layers.\(l).feed_forward.w2.weight"
+        case .w3(let l): return "layers.\(l).feed_forward.w3.weight"
+        case .moeGate(let l): return "layers.\(l).feed_forward.gate.weight"
+        case .expertW1(let l, let e): return "layers.\(l).feed_forward.experts.\(e).w1.weight"
+        case .expertW2(let l, let e): return "layers.\(l).feed_forward.experts.\(e).w2.weight"
+        case .expertW3(let l, let e): return "layers.\(l).feed_forward.experts.\(e).w3.weight"
+        }
+    }
+
+    /// Expected shape under `config`.
+    public func shape(_ c: ModelConfig) -> [Int] {
+        switch self {
+        case .tokEmbeddings, .output: return [c.vocabSize, c.dim]
+        case .finalNorm, .attentionNorm, .ffnNorm: return [c.dim]
+        case .wq: return [c.nHeads * c.headDim, c.dim]
+        case .wk, .wv: return [c.nKVHeads * c.headDim, c.dim]
+        case .wo: return [c.dim, c.nHeads * c.headDim]
+        case .w1, .w3, .expertW1, .expertW3: return [c.hiddenDim, c.dim]
+        case .w2, .expertW2: return [c.dim, c.hiddenDim]
+        case .moeGate: return [c.moe?.numExperts ?? 0, c.dim]
+        }
+    }
+
+    /// Every key a model with `config` must have, in file order.
+    public static func all(for c: ModelConfig) -> [WeightKey] {
+        var keys: [WeightKey] = [.tokEmbeddings]
+        for l in 0..<c.nLayers {
+            keys += [.attentionNorm(layer: l), .wq(layer: l), .wk(layer: l), .wv(layer: l), .wo(layer: l), .ffnNorm(layer: l)]
+            if let moe = c.moe {
+                keys.append(.moeGate(layer: l))
+                for e in 0..<moe.numExperts {
+                    keys += [.expertW1(layer: l, expert: e), .expertW2(layer: l, expert: e), .expertW3(layer: l, expert: e)]
+                }
+            } else {
+                keys += [.w1(layer: l), .w2(layer: l), .w3(layer: l)]
+            }
+        }
+        keys += [.finalNorm, .output]
+        return keys
+    }
+}
+
+/// Where a model's weights come from: a loaded checkpoint, or seeded random weights for benches.
+public protocol WeightSource: Sendable {
+    var config: ModelConfig { get }
+    /// The tensor for `key`, shape-checked against `config`, in its stored dtype.
+    func tensor(_ key: WeightKey) throws -> HostTensor
+}

@@ -1,0 +1,1 @@
+// The Generation module; see docs/architecture.md.

@@ -1,0 +1,1 @@
+// The Model module; see docs/architecture.md.

@@ -1,0 +1,142 @@
+/// The operations the Mistral forward pass needs from a device: about fifteen model-level ops,
+/// not forty tensor primitives and not whole layers.
+///
+/// The forward pass is written once, in `Model`, against this protocol. Every backend is checked
+/// op by op against `CPUBackend` (the reference) by normalised error.
+///
+/// Conventions every implementation follows:
+/// - Buffers are allocated once at their maximum size; every op takes explicit row counts so a
+///   step with fewer tokens reuses the same buffers (no allocation per token).
+/// - Activations are created with `makeActivation` and hold whatever float type the backend
+///   computes in; accumulation is always f32. Weights keep their stored dtype (bf16/f16/f32).
+/// - Row-major, C order. Legend: T tokens in the packed batch, S sequences, D model dim,
+///   H query heads, G KV heads, Dh head dim, F FFN hidden dim, E experts, K experts per token,
+///   V vocabulary, N blocks in the KV pool, B tokens per KV block.
+/// - Ops are asynchronous with respect to the host; only `read*` and `synchronize` wait.
+public protocol ComputeBackend: AnyObject, Sendable {
+    associatedtype Tensor: AnyObject & Sendable
+
+    /// Human-readable device name, e.g. "cpu (2 threads)" or "NVIDIA H100 80GB HBM3".
+    var name: String { get }
+
+    // MARK: memory
+
+    /// Makes a weight available to the device in its stored dtype (the CPU uses the mapped bytes
+    /// in place).
+    func upload(_ weight: HostTensor) throws -> Tensor
+    /// A logical stack of equally-shaped weights, e.g. E expert matrices (F, D) → (E, F, D). A
+    /// backend may keep the parts where they are (CPU) or copy them into one buffer (GPU).
+    func upload(stacking parts: [HostTensor]) throws -> Tensor
+    /// An uninitialised activation buffer of `shape` in the backend's compute float type.
+    func makeActivation(_ shape: [Int]) throws -> Tensor
+    /// An uninitialised i32 buffer of `count` elements.
+    func makeIndices(_ count: Int) throws -> Tensor
+    /// A paged KV pool for one layer: (N, B, G, Dh), in the backend's KV dtype.
+    func makeKVPool(blocks: Int, blockSize: Int, kvHeads: Int, headDim: Int) throws -> Tensor
+    /// Copies host values into the first `values.count` elements of an i32 buffer.
+    func write(_ values: [Int32], to tensor: Tensor) throws
+    /// Copies host values into the first `values.count` elements of an activation buffer.
+    func write(_ values: [Float], to tensor: Tensor) throws
+    /// Reads the first `count` elements of an activation (or i32) buffer as f32; waits for the device.
+    func readFloats(_ tensor: Tensor, count: Int) throws -> [Float]
+    /// Waits until all queued work is done.
+    func synchronize() throws
+
+    // MARK: model ops
+
+    /// out[t, :] = table[ids[t], :]. ids (T) i32, table (V, D), out (T, D).
+    func embed(ids: Tensor, table: Tensor, out: Tensor, rows: Int, dim: Int) throws
+    /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * weight, computed in f32. x, out (T, D); weight (D).
+    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, out: Tensor, rows: Int, dim: Int) throws
+    /// out = x · Wᵀ. x (T, inDim), weight (outDim, inDim) as stored by PyTorch's nn.Linear, out (T, outDim).
+    func matmul(_ x: Tensor, weight: Tensor, out: Tensor, rows: Int, inDim: Int, outDim: Int) throws
+    /// Interleaved (complex-pair) rotary embedding in place, as mistral-inference: pairs
+    /// (x[2i], x[2i+1]) rotate by positions[t] · theta^(−2i/Dh). x (T, heads, Dh); positions (T) i32.
+    func rope(_ x: Tensor, positions: Tensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws
+    /// Writes k[t], v[t] (T, G, Dh) into the pools at flat slot `slots[t]` (= block · B + offset).
+    func appendKV(k: Tensor, v: Tensor, kPool: Tensor, vPool: Tensor, slots: Tensor,
+                  rows: Int, kvHeads: Int, headDim: Int) throws
+    /// Causal (optionally sliding-window) GQA attention of packed queries over the paged pools.
+    /// q (T, H, Dh) already roped; out (T, H, Dh). See `AttentionBatch` for the index layout.
+    func attention(q: Tensor, kPool: Tensor, vPool: Tensor, batch: AttentionBatch<Tensor>, out: Tensor,
+                   heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws
+    /// out = silu(gate) * up, elementwise over `count` elements.
+    func swiGLU(gate: Tensor, up: Tensor, out: Tensor, count: Int) throws
+    /// x += y over `count` elements (the residual stream).
+    func add(_ x: Tensor, _ y: Tensor, count: Int) throws
+    /// Mixtral routing, on the device: top-k over the gate logits (T, E), *then* softmax over the
+    /// k chosen logits (not softmax-then-top-k). ids (T, K) i32, weights (T, K) f32.
+    /// Ties pick the lower expert index (as torch.topk does on CPU).
+    func moeRoute(logits: Tensor, ids: Tensor, weights: Tensor, rows: Int, experts: Int, topK: Int) throws
+    /// out[t] = Σ_k weights[t,k] · w2[e] · (silu(w1[e]·x[t]) * (w3[e]·x[t])) with e = ids[t,k].
+    /// x, out (T, D); w1, w3 (E, F, D); w2 (E, D, F) — each a stacked upload.
+    func moeExperts(_ x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor, ids: Tensor, weights: Tensor,
+                    out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
+    /// out[s] = x[rows[s]] for s < count. x (T, D), rows (S) i32, out (S, D).
+    func gatherRows(_ x: Tensor, rows: Tensor, out: Tensor, count: Int, dim: Int) throws
+}
+
+/// Index tensors describing one packed batch for attention, uploaded once per engine step.
+///
+/// Worked example: three sequences with 5, 7 and 2 new tokens this step, whose caches already
+/// hold 0, 3 and 10 tokens, with B = 4 tokens per block:
+/// ```
+/// queryStart  = [0, 5, 12, 14]                 // (S+1) token offsets into the packed batch
+/// positions   = [0 1 2 3 4 | 3 4 5 6 7 8 9 | 10 11]   // (T) absolute position of each token
+/// contextLens = [5, 10, 12]                    // (S) cached tokens after this step's append
+/// blockTables = [[7, 2, -, -], [0, 5, 9, -], [3, 4, 8, -]]  // (S, maxBlocks), - = unused
+/// ```
+/// Token j of sequence s lives at pool slot `blockTables[s][j / B] * B + j % B`. A query at
+/// position p attends to keys j with max(0, p − W + 1) ≤ j ≤ p, where W is the sliding window
+/// (a position sees W keys including itself) or unbounded.
+public struct AttentionBatch<Tensor>: @unchecked Sendable {
+    // @unchecked: a plain bundle of device handles owned by the model's step buffers.
+    public var sequences: Int
+    public var tokens: Int
+    public var blockSize: Int
+    public var maxBlocksPerSequence: Int
+    public var queryStart: Tensor      // (S+1) i32
+    public var positions: Tensor       // (T) i32
+    public var contextLens: Tensor     // (S) i32
+    public var blockTables: Tensor     // (S, maxBlocksPerSequence) i32
+    /// Host copies of the small index arrays, for backends that plan work on the host
+    /// (CPU threading, GPU split-KV decisions). Same contents as the device tensors.
+    public var hostQueryStart: [Int32]
+    public var hostContextLens: [Int32]
+    public var hostPositions: [Int32]
+    public var hostBlockTables: [Int32]
+
+    public init(sequences: Int, tokens: Int, blockSize: Int, maxBlocksPerSequence: Int,
+                queryStart: Tensor, positions: Tensor, contextLens: Tensor, blockTables: Tensor,
+                hostQueryStart: [Int32], hostContextLens: [Int32], hostPositions: [Int32], hostBlockTables: [Int32]) {
+        self.sequences = sequences
+        self.tokens = tokens
+        self.blockSize = blockSize
+        self.maxBlocksPerSequence = maxBlocksPerSequence
+        self.queryStart = queryStart
+        self.positions = positions
+        self.contextLens = contextLens
+        self.blockTables = blockTables
+        self.hostQueryStart = hostQueryStart
+        self.hostContextLens = hostContextLens
+        self.hostPositions = hostPositions
+        self.hostBlockTables = hostBlockTables
+    }
+}
+
+/// Errors any backend can raise; backend-specific failures carry their own detail.
+public enum BackendError: Error, CustomStringConvertible, Equatable {
+    case outOfMemory(requestedBytes: Int, detail: String)
+    case unsupported(String)
+    case shapeMismatch(String)
+    case device(String)
+
+    public var description: String {
+        switch self {
+        case .outOfMemory(let bytes, let detail): return "out of device memory allocating \(bytes) bytes: \(detail)"
+        case .unsupported(let what): return "unsupported: \(what)"
+        case .shapeMismatch(let what): return "shape mismatch: \(what)"
+        case .device(let what): return "device error: \(what)"
+        }
+    }
+}
