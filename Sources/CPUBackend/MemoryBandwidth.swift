@@ -11,8 +11,8 @@ import Tensors
 /// Decode at batch 1 reads every active weight once per token, so tokens/s can be at most
 /// bandwidth ÷ bytes per token; benchmarks report their ratio to this number.
 public enum CPUMemoryBandwidth {
-    /// Streams a buffer much larger than the caches with all threads (each summing its own
-    /// contiguous part with SIMD loads) and returns the best of `runs` passes in GB/s (10⁹ B/s).
+    /// Streams a buffer much larger than the caches with all threads (summing 1 MiB chunks with
+    /// SIMD loads) and returns the best of `runs` passes in GB/s (10⁹ B/s).
     /// - Parameters:
     ///   - bytes: buffer size; the default 512 MiB is far beyond any L3 here.
     ///   - runs: timed passes after one warm-up pass.
@@ -23,16 +23,18 @@ public enum CPUMemoryBandwidth {
         let buffer = try CPUTensor(owning: .f32, shape: [floats])
         // Touch every page (and give the values something to sum).
         for i in 0..<floats { buffer.floats[i] = Float(i & 1023) }
-        let threads = cpu.threadCount
-        let partials = try CPUTensor(owning: .f32, shape: [threads * 16])
+        // 1 MiB chunks handed out dynamically, like the matmul's row chunks: each chunk is one
+        // contiguous stream, and a thread that is descheduled for a moment does not hold up the
+        // others (the build machines are shared).
+        let chunk = 1 << 18
+        let chunks = (floats + chunk - 1) / chunk
+        let partials = try CPUTensor(owning: .f32, shape: [chunks])
         var best = 0.0
         for run in 0...max(1, runs) {
             let start = DispatchTime.now().uptimeNanoseconds
-            cpu.pool.run(tasks: threads) { task, _ in
-                let per = floats / threads
-                let begin = task * per
-                let end = task == threads - 1 ? floats : begin + per
-                partials.floats[task * 16] = sumStream(buffer.floats + begin, end - begin)
+            cpu.pool.run(tasks: chunks) { task, _ in
+                let begin = task * chunk
+                partials.floats[task] = sumStream(buffer.floats + begin, min(chunk, floats - begin))
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if run > 0 { best = max(best, Double(floats * 4) / seconds / 1e9) }
