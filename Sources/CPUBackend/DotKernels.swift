@@ -91,6 +91,36 @@ func dotRow<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x: UnsafePoint
     return sum
 }
 
+/// Two weight rows against one activation row, each in the canonical order: the activation
+/// slice is loaded once for both rows (decode matvec; halves the cache traffic for x).
+@inline(__always)
+func dotRow2<W: WeightElement>(_: W.Type, _ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer,
+                               _ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        let xa = loadF32x8(x, i), xb = loadF32x8(x, i &+ 8)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        b0 = b0.addingProduct(W.load8(w0, i &+ 8), xb)
+        b1 = b1.addingProduct(W.load8(w1, i &+ 8), xb)
+        i &+= 16
+    }
+    if i &+ 8 <= n {
+        let xa = loadF32x8(x, i)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        i &+= 8
+    }
+    var s0 = hsum(a0 + b0), s1 = hsum(a1 + b1)
+    while i < n {
+        s0 = s0.addingProduct(W.load1(w0, i), x[i])
+        s1 = s1.addingProduct(W.load1(w1, i), x[i])
+        i &+= 1
+    }
+    return (s0, s1)
+}
+
 /// One weight row against four activation rows at once, each in the canonical order: the row is
 /// widened once and used four times, so prefill reads each weight once per four tokens (and the
 /// tile loop around it keeps the row in cache for the rest of the token block).

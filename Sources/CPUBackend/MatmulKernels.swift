@@ -46,7 +46,14 @@ func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPo
                                               tokens: Int, sink: S) {
     let rowBytes = inDim &* W.stride
     if tokens == 1 {
-        for r in rows {
+        var r = rows.lowerBound
+        while r &+ 2 <= rows.upperBound {
+            let (v0, v1) = dotRow2(W.self, weight + r &* rowBytes, weight + (r &+ 1) &* rowBytes, x, inDim)
+            sink.emit(token: 0, row: r, value: v0)
+            sink.emit(token: 0, row: r &+ 1, value: v1)
+            r &+= 2
+        }
+        if r < rows.upperBound {
             sink.emit(token: 0, row: r, value: dotRow(W.self, weight + r &* rowBytes, x, inDim))
         }
         return

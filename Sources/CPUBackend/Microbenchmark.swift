@@ -55,6 +55,14 @@ public enum CPUMatmulBenchmark {
             out = try cpu.makeActivation([tokens, outDim])
         }
 
+        /// One untimed matmul call (for callers that time it their own way).
+        public func callOnce() throws {
+            try cpu.matmul(x, weight: weight, out: out, rows: tokens, inDim: inDim, outDim: outDim)
+        }
+
+        /// Weight bytes one call streams.
+        public var weightBytes: Int { outDim * inDim * dtype.byteSize }
+
         /// Best of `iterations` timed calls (after one untimed warm-up call).
         public func measure(iterations: Int = 10) throws -> Result {
             var best = Double.infinity
