@@ -33,5 +33,6 @@ let package = Package(
             ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
     ]
 )
