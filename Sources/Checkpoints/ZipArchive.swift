@@ -21,6 +21,11 @@ struct ZipArchive {
         let count = file.count
         // End of central directory: 22 bytes + a comment of up to 65535 bytes, at the very end.
         guard count >= 22 else { throw CheckpointError(.truncated, file: name, "zip: file is only \(count) bytes") }
+        guard file.load(0, as: UInt32.self) == 0x0403_4b50 else {
+            // torch.save before PyTorch 1.6 wrote a bare pickle stream (starts with PROTO 0x80).
+            let legacy = file.bytes[0] == 0x80 ? " (looks like the legacy pre-1.6 torch.save format; re-save with a current PyTorch)" : ""
+            throw CheckpointError(.badHeader, file: name, "not a zip file\(legacy)")
+        }
         var eocd = -1
         var p = count - 22
         let lowest = max(0, count - 22 - 65535)

@@ -99,6 +99,13 @@ import Tensors
         expectCheckpointError(.truncated) { _ = try TensorArchive.pytorch(tiny) }
     }
 
+    @Test func notAZip() throws {
+        let dir = try TempDir()
+        let url = try edited(dir) { data in data = [0x80, 0x02] + [UInt8](repeating: 0x2E, count: 40) }
+        let e = expectCheckpointError(.badHeader) { _ = try TensorArchive.pytorch(url) }
+        #expect(e?.message.contains("legacy") == true)
+    }
+
     @Test func truncatedConsolidatedCheckpoint() throws {
         let dir = try TempDir()
         try dir.copy(Fixtures.model("dense").appendingPathComponent("params.json"))
