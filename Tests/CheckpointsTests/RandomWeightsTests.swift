@@ -33,6 +33,11 @@ import Tensors
             let sd = (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count)).squareRoot()
             #expect(abs(mean) < 0.02 * std * 10, "\(key): mean \(mean)")
             #expect(abs(sd / std - 1) < 0.03, "\(key): std \(sd) vs \(std)")
+            // Normal, not merely the right variance: 68.3% within one σ, 95.4% within two.
+            let within1 = Double(v.filter { abs($0) < std }.count) / Double(v.count)
+            let within2 = Double(v.filter { abs($0) < 2 * std }.count) / Double(v.count)
+            #expect(abs(within1 - 0.6827) < 0.015, "\(key): \(within1) within 1σ")
+            #expect(abs(within2 - 0.9545) < 0.01, "\(key): \(within2) within 2σ")
         }
         let norm = try w.tensor(.attentionNorm(layer: 0)).floats()
         #expect(norm.allSatisfy { abs($0 - 1) < 0.1 })
