@@ -2,7 +2,7 @@
 
 Build the harness, then run (argument = seed):
     swiftc -O -wmo -module-name Fuzz Sources/Tokenizers/*.swift tools/tokenizer-fuzz/main.swift -o tools/tokenizer-fuzz/fuzz
-    python3 tools/tokenizer-fuzz/fuzz.py 1
+    python3 tools/tokenizer-fuzz/fuzz.py 1 [MODEL ...]   (default: the fixture models)
 For each model: 23000 random texts (encode ids + decode) and 5000 random id sequences
 (decode and streaming detokenizer) must equal sentencepiece; prints the mismatch count.
 """
@@ -21,13 +21,15 @@ for _ in range(20000):
 for _ in range(3000):
     n=rng.randint(1,30)
     texts.append("".join(chr(rng.choice([rng.randint(0x20,0x7e), rng.randint(0xa0,0x2fff), rng.randint(0x3000,0xd7ff), rng.randint(0xe000,0x10ffff)])) for _ in range(n)))
-for name in ["tokenizer.model.v1","mistral_instruct_tokenizer_240323.model.v3","mistral_instruct_tokenizer_241114.model.v7","synthetic/extra_ws_unk.model","synthetic/nodummy_unused.model"]:
-    sp=spm.SentencePieceProcessor(model_file=D+name)
+MODELS = sys.argv[2:] or ["tokenizer.model.v1","mistral_instruct_tokenizer_240323.model.v3","mistral_instruct_tokenizer_241114.model.v7","synthetic/extra_ws_unk.model","synthetic/nodummy_unused.model", "synthetic/rules.model"]
+for name in MODELS:
+    path = name if os.path.isabs(name) else D + name
+    sp=spm.SentencePieceProcessor(model_file=path)
     n=sp.get_piece_size()
     byte_ids=[i for i in range(n) if sp.is_byte(i)] or list(range(n))
     seqs=[[rng.choice(byte_ids) if rng.random()<0.6 else rng.randrange(n) for _ in range(rng.randint(1,12))] for _ in range(5000)]
     inp="".join(json.dumps({"text":t})+"\n" for t in texts)+"".join(json.dumps({"ids":s})+"\n" for s in seqs)
-    res=subprocess.run([HARNESS, D+name],input=inp.encode(),capture_output=True)
+    res=subprocess.run([HARNESS, path],input=inp.encode(),capture_output=True)
     lines=res.stdout.decode().split("\n")
     bad=0
     for t,l in zip(texts,lines):
