@@ -64,9 +64,7 @@ struct PieceTable: Sendable {
                 if index < 0 { return nil }
                 let start = offsets[index]
                 let end = offsets[index + 1]
-                if end - start == key.count,
-                    memcmpEqual(store.baseAddress! + start, key.baseAddress, key.count)
-                {
+                if end - start == key.count, Self.equal(store, from: start, key) {
                     return Int(values[index])
                 }
                 slot = (slot + 1) & mask
@@ -77,11 +75,10 @@ struct PieceTable: Sendable {
     func lookup(_ key: [UInt8]) -> Int? {
         key.withUnsafeBufferPointer { lookup($0) }
     }
-}
 
-@inline(__always)
-private func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>?, _ count: Int) -> Bool {
-    guard let b else { return count == 0 }
-    for i in 0..<count where a[i] != b[i] { return false }
-    return true
+    @inline(__always)
+    private static func equal(_ store: UnsafeBufferPointer<UInt8>, from start: Int, _ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        for i in 0..<key.count where store[start + i] != key[i] { return false }
+        return true
+    }
 }

@@ -31,18 +31,22 @@ extension SentencePieceTokenizer {
         }
     }
 
-    /// `Normalizer::Normalize` for a model without a precompiled character map: optional
-    /// removal of leading/trailing/repeated spaces, the dummy `▁` prefix (or suffix), and
-    /// every ASCII space replaced by `▁`. User-defined pieces are copied as units.
+    /// `Normalizer::Normalize`: optional removal of leading/trailing/repeated spaces, the
+    /// dummy `▁` prefix (or suffix), the precompiled normalisation rules if any, and every
+    /// ASCII space replaced by `▁`. User-defined pieces are copied as units.
     func normalize(_ text: String) -> [UInt8] {
-        var input = Array(text.utf8)
+        let input = Array(text.utf8)
         if input.isEmpty { return [] }
         let removeExtra = normalizer.removeExtraWhitespaces
         let escape = normalizer.escapeWhitespaces
         let space = UInt8(ascii: " ")
         var offset = 0
         if removeExtra {
-            while offset < input.count && input[offset] == space { offset += 1 }
+            while offset < input.count {
+                let (unit, consumed) = normalizePrefix(input, at: offset)
+                guard unit.count == 1 && unit.first == space else { break }
+                offset += consumed
+            }
             if offset == input.count { return [] }
         }
         var out: [UInt8] = []
@@ -52,39 +56,41 @@ extension SentencePieceTokenizer {
         }
         if !treatWhitespaceAsSuffix && normalizer.addDummyPrefix { appendSpace() }
         var isPreviousSpace = removeExtra
-        input.withUnsafeMutableBufferPointer { mutableBuffer in
-            let buffer = UnsafeBufferPointer(mutableBuffer)
-            while offset < buffer.count {
-                // One unit: a user-defined piece if one starts here, else one character.
-                var length = 0
-                for candidate in vocabulary.userDefinedLengths where candidate <= buffer.count - offset {
-                    if vocabulary.userDefined.lookup(UnsafeBufferPointer(rebasing: buffer[offset..<offset + candidate])) != nil {
-                        length = candidate
-                        break
-                    }
+        while offset < input.count {
+            var (unit, consumed) = normalizePrefix(input, at: offset)
+            // Drop a unit's leading spaces when the previous unit ended with one.
+            while isPreviousSpace && unit.first == space { unit = unit.dropFirst() }
+            if let last = unit.last {
+                for b in unit {
+                    if escape && b == space { out.append(contentsOf: Self.spaceSymbol) } else { out.append(b) }
                 }
-                if length == 0 { length = min(buffer.count - offset, UTF8Rules.oneCharLength(buffer[offset])) }
-                var unitStart = offset
-                let unitEnd = offset + length
-                // Drop a unit's leading spaces when the previous unit ended with one.
-                while isPreviousSpace && unitStart < unitEnd && buffer[unitStart] == space { unitStart += 1 }
-                if unitStart < unitEnd {
-                    for i in unitStart..<unitEnd {
-                        if escape && buffer[i] == space { out.append(contentsOf: Self.spaceSymbol) } else { out.append(buffer[i]) }
-                    }
-                    isPreviousSpace = buffer[unitEnd - 1] == space
-                }
-                offset = unitEnd
-                if !removeExtra { isPreviousSpace = false }
+                isPreviousSpace = last == space
             }
+            offset += consumed
+            if !removeExtra { isPreviousSpace = false }
         }
         if removeExtra {
             let trailing: [UInt8] = escape ? Self.spaceSymbol : [space]
-            while out.count >= trailing.count && Array(out.suffix(trailing.count)) == trailing {
+            while out.count >= trailing.count && out.suffix(trailing.count).elementsEqual(trailing) {
                 out.removeLast(trailing.count)
             }
         }
         if treatWhitespaceAsSuffix && normalizer.addDummyPrefix { appendSpace() }
         return out
+    }
+
+    /// `Normalizer::NormalizePrefix`: the next unit of input and what it normalises to — a
+    /// user-defined piece verbatim, else the longest precompiled rule, else one character
+    /// (one U+FFFD for a byte that is not valid UTF-8).
+    private func normalizePrefix(_ input: [UInt8], at offset: Int) -> (unit: ArraySlice<UInt8>, consumed: Int) {
+        if !vocabulary.userDefinedLengths.isEmpty {
+            let match = input.withUnsafeBufferPointer { vocabulary.prefixMatch($0, at: offset) }
+            if match.isUserDefined { return (input[offset..<offset + match.length], match.length) }
+        }
+        if let charsMap, let rule = charsMap.longestMatch(input, at: offset) {
+            return (rule.replacement, rule.length)
+        }
+        let (valid, length) = input.withUnsafeBufferPointer { UTF8Rules.decode($0, at: offset) }
+        return valid ? (input[offset..<offset + length], length) : (UTF8Rules.replacementCharacter[...], 1)
     }
 }

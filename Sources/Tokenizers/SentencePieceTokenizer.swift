@@ -3,12 +3,15 @@ import Foundation
 /// A SentencePiece BPE tokenizer read straight from a `.model` file, equal to the Python
 /// `sentencepiece.SentencePieceProcessor` on every input: `encode` == `.encode(text)` and
 /// `decode` == `.decode(ids)`. Mistral's v1/v2/v3 tokenizers are BPE with byte fallback and an
-/// identity normalizer that adds the `▁` dummy prefix.
+/// identity normalizer that adds the `▁` dummy prefix; precompiled normalizers (nmt_nfkc, custom
+/// rule tables) work too. Not supported: unigram models and denormalizer rules.
 ///
 /// Immutable after `init`, hence `Sendable`: share one instance between threads.
 public final class SentencePieceTokenizer: Sendable {
     let vocabulary: Vocabulary
     let normalizer: SentencePieceModel.NormalizerSpec
+    /// The normalizer's precompiled rules (nmt_nfkc etc.); nil for identity normalization.
+    let charsMap: CharsMap?
     let treatWhitespaceAsSuffix: Bool
     let byteFallback: Bool
     let unkSurface: [UInt8]
@@ -56,11 +59,6 @@ public final class SentencePieceTokenizer: Sendable {
                 .unsupported, file: file,
                 "trainer_spec.model_type is \(names[model.trainer.modelType] ?? String(model.trainer.modelType)); only BPE is supported")
         }
-        guard model.normalizer.precompiledCharsmap.isEmpty else {
-            throw TokenizerError(
-                .unsupported, file: file,
-                "normalizer_spec \"\(model.normalizer.name)\" has a precompiled_charsmap; only identity normalization is supported")
-        }
         if let denormalizer = model.denormalizer, !denormalizer.precompiledCharsmap.isEmpty {
             throw TokenizerError(
                 .unsupported, file: file, "denormalizer_spec has a precompiled_charsmap; this is not supported")
@@ -71,6 +69,15 @@ public final class SentencePieceTokenizer: Sendable {
             throw TokenizerError(.corrupt, file: file, error.message)
         }
         normalizer = model.normalizer
+        if model.normalizer.precompiledCharsmap.isEmpty {
+            charsMap = nil
+        } else {
+            do {
+                charsMap = try CharsMap(blob: model.normalizer.precompiledCharsmap)
+            } catch {
+                throw TokenizerError(.corrupt, file: file, "normalizer_spec: \(error.message)")
+            }
+        }
         treatWhitespaceAsSuffix = model.trainer.treatWhitespaceAsSuffix
         byteFallback = model.trainer.byteFallback
         unkSurface = model.trainer.unkSurface

@@ -20,8 +20,8 @@ public struct StreamingDetokenizer: Sendable {
     }
 
     /// Ends the sequence: returns what was held back (an incomplete character becomes U+FFFD
-    /// per byte, as in `decode`). The detokenizer can be reused afterwards for a new sequence
-    /// only via a fresh instance.
+    /// per byte, as in `decode`). Start a new sequence with a new instance: the leading-space
+    /// state belongs to the sequence that just ended.
     public mutating func finish() -> String {
         var out: [UInt8] = []
         state.finish(to: &out)

@@ -4,7 +4,8 @@ import Tokenizers
 
 /// Tiny models trained by the fixture script with the options Mistral's files do not use
 /// (remove_extra_whitespaces, no byte fallback, user-defined pieces, whitespace as suffix, no
-/// dummy prefix, UNUSED pieces, escape_whitespaces off), checked against sentencepiece.
+/// dummy prefix, UNUSED pieces, escape_whitespaces off, precompiled normalisation rules),
+/// checked against sentencepiece.
 @Suite struct SyntheticModelTests {
     struct Case: Decodable {
         let model: String
@@ -13,7 +14,7 @@ import Tokenizers
         let decode: String
     }
 
-    static let names = ["extra_ws_unk", "suffix_bytes", "nodummy_unused", "noescape"]
+    static let names = ["extra_ws_unk", "suffix_bytes", "nodummy_unused", "noescape", "rules"]
     static let cases: [Case] = (try? Fixtures.lines("synthetic.jsonl", as: Case.self)) ?? []
 
     @Test(arguments: names)
