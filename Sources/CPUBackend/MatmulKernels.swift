@@ -46,7 +46,14 @@ func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPo
                                               tokens: Int, sink: S) {
     let rowBytes = inDim &* W.stride
     if tokens == 1 {
-        for r in rows {
+        var r = rows.lowerBound
+        while r &+ 2 <= rows.upperBound {
+            let (v0, v1) = dotRow2(W.self, weight + r &* rowBytes, weight + (r &+ 1) &* rowBytes, x, inDim)
+            sink.emit(token: 0, row: r, value: v0)
+            sink.emit(token: 0, row: r &+ 1, value: v1)
+            r &+= 2
+        }
+        if r < rows.upperBound {
             sink.emit(token: 0, row: r, value: dotRow(W.self, weight + r &* rowBytes, x, inDim))
         }
         return
@@ -61,10 +68,7 @@ func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPo
             let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
             for r in blockStart..<blockEnd {
                 let v = dotRow4(W.self, weight + r &* rowBytes, x0, x1, x2, x3, inDim)
-                sink.emit(token: t, row: r, value: v[0])
-                sink.emit(token: t &+ 1, row: r, value: v[1])
-                sink.emit(token: t &+ 2, row: r, value: v[2])
-                sink.emit(token: t &+ 3, row: r, value: v[3])
+                for j in 0..<4 { sink.emit(token: t &+ j, row: r, value: v[j]) }
             }
             t &+= 4
         }
