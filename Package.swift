@@ -23,6 +23,9 @@ let package = Package(
         .target(name: "Chat", dependencies: ["Tokenizers"]),
         .target(name: "Model", dependencies: ["Tensors", "Checkpoints"], swiftSettings: optimize),
         .target(name: "CPUBackend", dependencies: ["Tensors"], swiftSettings: optimize),
+        .target(name: "CUDADriver", swiftSettings: optimize),
+        .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
+                resources: [.embedInCode("Kernels")], swiftSettings: optimize),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",
@@ -32,5 +35,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
     ]
 )

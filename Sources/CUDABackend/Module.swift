@@ -1,0 +1,1 @@
+// CUDABackend: see CUDABackend.swift
