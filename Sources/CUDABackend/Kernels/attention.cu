@@ -45,7 +45,7 @@ extern "C" __global__ void attention_paged(
         q_s[i] = q[((long long)t * heads + g * Q + h) * Dh + d] * scale;
         acc[i] = 0.0f;
     }
-    if (tid < Q) { m_s[tid] = __int_as_float(0xff800000);  // -inf l_s[tid] = 0.0f; }
+    if (tid < Q) { m_s[tid] = __int_as_float(0xff800000); /* -inf */ l_s[tid] = 0.0f; }
     __syncthreads();
 
     for (int j0 = start; j0 <= p; j0 += tile) {
