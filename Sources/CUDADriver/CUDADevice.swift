@@ -147,6 +147,7 @@ public final class CUDADevice: @unchecked Sendable {
                         UnsafeMutableRawPointer(slot).storeBytes(of: v, as: Int32.self)
                     case .float(let v):
                         UnsafeMutableRawPointer(slot).storeBytes(of: v, as: Float.self)
+                    case .int64(let v): slot.pointee = UInt64(bitPattern: v)
                     }
                     pointers[i] = UnsafeMutableRawPointer(slot)
                 }
@@ -163,6 +164,7 @@ public final class CUDADevice: @unchecked Sendable {
 public enum KernelArgument: Sendable {
     case pointer(CUdeviceptr)
     case int32(Int32)
+    case int64(Int64)      // `long long` (element counts past 2^31)
     case float(Float)
 }
 

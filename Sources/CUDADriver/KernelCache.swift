@@ -108,10 +108,13 @@ public struct KernelCompiler: Sendable {
     }
 
     /// The CUBIN for `source` on `arch`; `fromCache` says whether compilation was skipped.
-    public func cubin(name: String, source: String, arch: String, options: [String] = []) throws -> (bytes: [UInt8], fromCache: Bool) {
-        let key = KernelCacheKey(name: name, source: source, arch: arch, nvrtcVersion: nvrtcVersion, options: options)
+    /// `headers` take part in the key too: editing a shared header recompiles its users.
+    public func cubin(name: String, source: String, arch: String, options: [String] = [],
+                      headers: [(name: String, source: String)] = []) throws -> (bytes: [UInt8], fromCache: Bool) {
+        let keyText = headers.reduce(source) { $0 + "\0" + $1.name + "\0" + $1.source }
+        let key = KernelCacheKey(name: name, source: keyText, arch: arch, nvrtcVersion: nvrtcVersion, options: options)
         if let cached = cache?.load(key) { return (cached, true) }
-        let (bytes, _) = try nvrtc.compile(source: source, name: "\(name).cu", arch: arch, options: options)
+        let (bytes, _) = try nvrtc.compile(source: source, name: "\(name).cu", arch: arch, options: options, headers: headers)
         cache?.store(bytes, for: key)
         return (bytes, false)
     }

@@ -57,9 +57,22 @@ public struct NVRTC: @unchecked Sendable {
 
     /// Compiles `source` to a CUBIN for `arch` (e.g. "sm_90"). Returns the CUBIN bytes and the
     /// compiler log (warnings); a compile error throws `.nvrtc` with the log.
-    public func compile(source: String, name: String, arch: String, options extra: [String] = []) throws -> (cubin: [UInt8], log: String) {
+    /// `headers` are (include name, contents) pairs served to `#include "name"` without files.
+    public func compile(source: String, name: String, arch: String, options extra: [String] = [],
+                        headers: [(name: String, source: String)] = []) throws -> (cubin: [UInt8], log: String) {
         var program: Program?
-        try check(nvrtcCreateProgram(&program, source, name, 0, nil, nil), "nvrtcCreateProgram(\(name))")
+        let headerNames = headers.map { strdupC($0.name) }
+        let headerSources = headers.map { strdupC($0.source) }
+        defer { (headerNames + headerSources).forEach { $0.deallocate() } }
+        let names = headerNames.map { UnsafePointer<CChar>?(UnsafePointer($0)) }
+        let sources = headerSources.map { UnsafePointer<CChar>?(UnsafePointer($0)) }
+        let created = names.withUnsafeBufferPointer { n in
+            sources.withUnsafeBufferPointer { s in
+                nvrtcCreateProgram(&program, source, name, Int32(headers.count),
+                                   headers.isEmpty ? nil : s.baseAddress, headers.isEmpty ? nil : n.baseAddress)
+            }
+        }
+        try check(created, "nvrtcCreateProgram(\(name))")
         defer { _ = nvrtcDestroyProgram(&program) }
         let options = ["--gpu-architecture=\(arch)", "--std=c++17"] + extra
         let cStrings = options.map { strdupC($0) }

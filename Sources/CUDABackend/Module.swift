@@ -1,1 +1,0 @@
-// CUDABackend: see CUDABackend.swift
