@@ -29,6 +29,9 @@ let package = Package(
         .target(name: "CUDADriver", swiftSettings: optimize),
         .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
                 resources: [.embedInCode("Kernels")], swiftSettings: optimize),
+        .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        .executableTarget(name: "cuda-check",
+                          dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",
@@ -42,5 +45,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
+        .testTarget(name: "CUDABackendTests",
+                    dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
     ]
 )

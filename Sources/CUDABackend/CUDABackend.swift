@@ -42,7 +42,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// Opens GPU `ordinal`, loads NVRTC and (if present) cuBLASLt. Throws
     /// `CUDADriverError.libraryNotFound` / `.noDevice` on a machine without a usable GPU.
     public init(ordinal: Int = 0, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        let device = try CUDADevice(ordinal: ordinal)
+        let device = try CUDADevice(ordinal: ordinal, api: try DriverAPI.load(environment: environment))
         self.device = device
         stream = try device.createStream()
         let nvrtc = try NVRTC.load(environment: environment)
