@@ -47,5 +47,6 @@ let package = Package(
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "CUDABackendTests",
                     dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
     ]
 )
