@@ -31,7 +31,8 @@ let package = Package(
                 resources: [.embedInCode("Kernels")], swiftSettings: optimize),
         .target(name: "BackendConformance", dependencies: ["Tensors"]),
         .executableTarget(name: "cuda-check",
-                          dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors"]),
+                          dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
+                                         "Model", "Checkpoints"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",

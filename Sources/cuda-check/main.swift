@@ -4,6 +4,7 @@
 // bandwidth and reports the KV pool sizing. Exit 0: all passed; 1: a check failed; 2: no GPU.
 import Foundation
 import BackendConformance
+import Checkpoints
 import CPUBackend
 import CUDABackend
 import CUDADriver
@@ -18,6 +19,14 @@ func option(_ name: String) -> String? {
 }
 let ordinal = option("--device").flatMap(Int.init) ?? 0
 let seed = option("--seed").flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
+
+// Local dry run of the model checks on the CPU (validates this program where there is no GPU).
+if let dir = option("--cpu-model-check") {
+    let check = ModelCheck(makeBackend: { CPUBackend() }, referenceTolerance: 1e-4, selfTolerance: 1e-5, say: say)
+    let (passed, total) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+    say("\(passed)/\(total) model checks passed on the CPU")
+    exit(passed == total ? 0 : 1)
+}
 
 let availability = CUDAProbe.probe()
 say("probe: \(availability)")
@@ -70,6 +79,36 @@ do {
         total += 1
     }
     uploaded = nil
+
+    if let dir = option("--models") {
+        for path in [CUDABackend.MatmulPath.cublasLt, .simt] {
+            say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue)")
+            let check = ModelCheck(makeBackend: { () throws -> CUDABackend in
+                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; return b },
+                                   referenceTolerance: path == .simt ? 5e-3 : 2e-2, selfTolerance: 1e-3, say: say)
+            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+            failures += count - passed
+            total += count
+        }
+    }
+    if arguments.contains("--real-shapes") {
+        say("\n== real-shape layers, seeded random bf16 weights, CUDA vs CPU")
+        let mistral = ModelConfig(dim: 4096, nLayers: 2, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32768, ropeTheta: 1_000_000)
+        let mixtral = ModelConfig(dim: 4096, nLayers: 1, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32000, ropeTheta: 1_000_000, moe: .init(numExperts: 8, numExpertsPerTok: 2))
+        for (label, config) in [("Mistral-7B shapes, 2 layers", mistral), ("Mixtral-8x7B shapes, 1 layer", mixtral)] {
+            let gpu = try CUDABackend(ordinal: ordinal)
+            gpu.setUploadProgress(totalBytes: nil, nil)
+            let ok = compareRandomModel(label, config: config, test: gpu, reference: cpu, promptLength: 24, tolerance: 2e-2, say: say)
+            if let up = try? gpu.finishUploads() {
+                say(String(format: "    weight upload: %.2f GB in %.2f s = %.2f GB/s (host RAM → GPU, incl. random generation)",
+                           Double(up.bytesUploaded) / 1e9, up.seconds, up.gigabytesPerSecond))
+            }
+            failures += ok ? 0 : 1
+            total += 1
+        }
+    }
 
     let mem = try cuda.memoryInfo()
     let perBlock = CUDABackend.kvBytesPerBlock(layers: 32, blockSize: 16, kvHeads: 8, headDim: 128)
