@@ -44,6 +44,7 @@ do {
     say("cuBLASLt: \(cuda.cublasUnavailableReason ?? "loaded")")
     let load = try seconds { try cuda.loadKernels() }
     say("kernels: \(cuda.kernelReport) in \(String(format: "%.2f", load)) s")
+    if arguments.contains("--kernels-only") { exit(0) }
     let cpu = CPUBackend()
     var failures = 0
     var total = 0
