@@ -52,7 +52,7 @@ extension BackendConformance {
     mutating func matmulCases() throws -> [ConformanceResult] {
         var results: [ConformanceResult] = []
         let shapes: [(rows: Int, inDim: Int, outDim: Int, dtype: DType)] = [
-            (1, 4096, 1024, .bf16), (7, 512, 384, .bf16), (64, 1024, 1000, .bf16), (133, 256, 70, .bf16),
+            (1, 4096, 1024, .bf16), (2, 4096, 333, .bf16), (3, 512, 384, .bf16), (4, 1024, 1000, .bf16), (7, 512, 384, .bf16), (64, 1024, 1000, .bf16), (133, 256, 70, .bf16),
             (5, 320, 96, .f16), (3, 200, 130, .f32),
         ]
         for s in shapes {
@@ -124,7 +124,7 @@ extension BackendConformance {
     /// comparison flaky), and compare the mixture. Includes an expert no token picks.
     mutating func moeExpertsCases() throws -> [ConformanceResult] {
         var results: [ConformanceResult] = []
-        for (t, d, f, e, k) in [(9, 256, 512, 8, 2), (1, 512, 1024, 8, 2), (70, 128, 200, 4, 2)] {
+        for (t, d, f, e, k) in [(9, 256, 512, 8, 2), (1, 512, 1024, 8, 2), (8, 1024, 512, 8, 2), (70, 128, 200, 4, 2)] {
             var ids: [Int32] = []
             var weights: [Float] = []
             for _ in 0..<t {

@@ -31,7 +31,11 @@ extension CUDABackend {
         try require(out, rows * outDim, [.f32], "matmul out")
         try require(weight, outDim * inDim, weightDTypes, "matmul weight")
         guard rows > 0 else { return }
-        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
+            try launch(.gemv(rows), grid: ((outDim + 7) / 8, 1, 1),
+                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                        .int32(Int32(inDim)), .int32(Int32(outDim))])
+        } else if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),
                        [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * inDim))])
@@ -95,20 +99,38 @@ extension CUDABackend {
         let tile = headDim <= 128 ? 32 : 16
         let floats = 2 * group * headDim + tile * (headDim + 1) + tile * headDim + group * tile + 3 * group
         let shared = floats * 4
+        // Split-KV when (T × G) blocks cannot fill the GPU: each split takes a share of the keys.
+        let blocks = t * kvHeads
+        let maxContext = Int(batch.hostContextLens.prefix(batch.sequences).max() ?? 1)
+        var splits = 1
+        if decodeKernels, blocks < 2 * device.multiprocessors {
+            splits = max(1, min((2 * device.multiprocessors + blocks - 1) / blocks, (maxContext + 63) / 64, 64))
+        }
+        let partials = t * heads * splits
+        let pm = splits > 1 ? try scratch(.attnMax, bytes: partials * 4) : 0
+        let pl = splits > 1 ? try scratch(.attnSum, bytes: partials * 4) : 0
+        let pacc = splits > 1 ? try scratch(.attnAcc, bytes: partials * headDim * 4) : 0
         let f = try kernels.function(.attention)
         if shared > 48 * 1024 {
             try device.api.check(device.api.cuFuncSetAttribute(f, 8, Int32(shared)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
                                  "cuFuncSetAttribute(attention_paged, \(shared) bytes shared)")
         }
-        try device.launch(f, grid: (t, kvHeads, 1), block: (128, 1, 1), sharedBytes: shared, stream: stream,
+        try device.launch(f, grid: (t, kvHeads, splits), block: (128, 1, 1), sharedBytes: shared, stream: stream,
                           arguments: [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
                                       .pointer(batch.queryStart.pointer), .pointer(batch.positions.pointer),
                                       .pointer(batch.blockTables.pointer), .pointer(out.pointer),
                                       .int32(Int32(batch.sequences)), .int32(Int32(heads)), .int32(Int32(kvHeads)),
                                       .int32(Int32(headDim)), .int32(Int32(batch.blockSize)),
                                       .int32(Int32(batch.maxBlocksPerSequence)), .int32(Int32(slidingWindow ?? 0)),
-                                      .int32(Int32(tile)), .float(1 / Float(headDim).squareRoot())],
+                                      .int32(Int32(tile)), .float(1 / Float(headDim).squareRoot()),
+                                      .int32(Int32(splits)), .pointer(pm), .pointer(pl), .pointer(pacc)],
                           label: "attention_paged")
+        if splits > 1 {
+            guard headDim <= 1024 else { throw BackendError.unsupported("split-KV attention with head dim \(headDim) > 1024") }
+            try launch(.attentionMerge, grid: (t, heads, 1), block: (headDim, 1, 1),
+                       [.pointer(pm), .pointer(pl), .pointer(pacc), .pointer(out.pointer),
+                        .int32(Int32(heads)), .int32(Int32(headDim)), .int32(Int32(splits))])
+        }
     }
 
     public func swiGLU(gate: CUDATensor, up: CUDATensor, out: CUDATensor, count: Int) throws {
@@ -160,6 +182,19 @@ extension CUDABackend {
         let sorted = try scratch(.moeSorted, bytes: pairs * 4)
         try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
                    [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
+        if decodeKernels, pairs <= 16, w1.dtype == .bf16, dim % 8 == 0, hidden % 8 == 0 {
+            // Small batch: GEMV-style experts, each expert row read once per step.
+            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, experts, 1),
+                       [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
+            try launch(.moeGemvDown, grid: ((dim + 7) / 8, experts, 1),
+                       [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                        .int32(Int32(dim)), .int32(Int32(hidden))])
+            try launch(.moeCombine, grid: gridFor(rows * dim),
+                       [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
+                        .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
+            return
+        }
         let rowTiles = (pairs + 31) / 32
         try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts),
                    [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),

@@ -33,6 +33,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     let lock = NSLock()
     private var scratch: [ScratchSlot: (pointer: CUdeviceptr, bytes: Int)] = [:]
     private var preferredMatmul: MatmulPath
+    private var decodeKernelsEnabled = true
 
     public var name: String { device.name }
 
@@ -65,6 +66,15 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public var matmulPath: MatmulPath {
         get { lock.withLock { preferredMatmul } }
         set { lock.withLock { preferredMatmul = (newValue == .cublasLt && blas == nil) ? .simt : newValue } }
+    }
+
+    /// Whether the small-batch kernels are used: GEMV for matmuls of ≤ 4 rows (bf16 weights),
+    /// GEMV-style MoE experts for ≤ 16 (token, expert) pairs, and split-KV attention when the
+    /// (token, KV head) grid is too small to fill the GPU. Off: the general kernels everywhere
+    /// (the conformance suite runs both ways).
+    public var decodeKernels: Bool {
+        get { lock.withLock { decodeKernelsEnabled } }
+        set { lock.withLock { decodeKernelsEnabled = newValue } }
     }
 
     /// "sm_90", NVRTC version and the kernel files compiled (not cached) by this process.
@@ -182,7 +192,9 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     // MARK: helpers for the ops
 
     /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
-    enum ScratchSlot: Hashable { case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace }
+    enum ScratchSlot: Hashable {
+        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace, attnMax, attnSum, attnAcc
+    }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {
         try lock.withLock {

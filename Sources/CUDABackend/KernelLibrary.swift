@@ -4,13 +4,14 @@ import Tensors
 
 /// The `.cu` files in Kernels/, embedded in the binary by SwiftPM (`.embedInCode`).
 enum KernelFile: String, CaseIterable, Sendable {
-    case attention, elementwise, kvcache, matmul, moe, rmsnorm, rope
+    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope
 
     var source: String {
         let bytes: [UInt8]
         switch self {
         case .attention: bytes = PackageResources.attention_cu
         case .elementwise: bytes = PackageResources.elementwise_cu
+        case .gemv: bytes = PackageResources.gemv_cu
         case .kvcache: bytes = PackageResources.kvcache_cu
         case .matmul: bytes = PackageResources.matmul_cu
         case .moe: bytes = PackageResources.moe_cu
@@ -34,6 +35,8 @@ enum Kernel: Hashable, Sendable {
     case swiglu, add, gatherRows, convertToBF16, convertFromBF16
     case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType)
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine
+    /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4.
+    case gemv(Int), moeGemvGateUp, moeGemvDown, attentionMerge
 
     var file: KernelFile {
         switch self {
@@ -43,7 +46,8 @@ enum Kernel: Hashable, Sendable {
         case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine: return .moe
         case .rope: return .rope
         case .appendKV: return .kvcache
-        case .attention: return .attention
+        case .attention, .attentionMerge: return .attention
+        case .gemv, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
 
@@ -65,6 +69,10 @@ enum Kernel: Hashable, Sendable {
         case .moeRoute: return "moe_route_f32"
         case .moeSort: return "moe_sort"
         case .moeCombine: return "moe_combine"
+        case .gemv(let rows): return "gemv_bf16_r\(rows)"
+        case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
+        case .moeGemvDown: return "moe_gemv_down_bf16"
+        case .attentionMerge: return "attention_merge"
         }
     }
 
@@ -72,7 +80,8 @@ enum Kernel: Hashable, Sendable {
     static var all: [Kernel] {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
         var list: [Kernel] = [.swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16,
-                              .rope, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine]
+                              .rope, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
+                              .gemv(1), .gemv(2), .gemv(3), .gemv(4), .moeGemvGateUp, .moeGemvDown, .attentionMerge]
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list
     }

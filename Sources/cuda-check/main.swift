@@ -48,9 +48,13 @@ do {
     let cpu = CPUBackend()
     var failures = 0
     var total = 0
-    for path in [CUDABackend.MatmulPath.cublasLt, .simt] {
+    // Two configurations cover every kernel: cuBLASLt + decode kernels (GEMV, MoE GEMV, split-KV
+    // attention), and the general SIMT/tile kernels with the decode kernels off.
+    let configurations: [(CUDABackend.MatmulPath, Bool)] = [(.cublasLt, true), (.simt, false)]
+    for (path, decode) in configurations {
         cuda.matmulPath = path
-        say("\n== conformance vs \(cpu.name), matmul path \(cuda.matmulPath.rawValue), seed \(seed)")
+        cuda.decodeKernels = decode
+        say("\n== conformance vs \(cpu.name), matmul path \(cuda.matmulPath.rawValue), decode kernels \(decode ? "on" : "off"), seed \(seed)")
         var suite = BackendConformance(test: cuda, reference: cpu, seed: seed)
         let results = suite.runAll { say("  \($0)") }
         failures += results.filter { !$0.passed }.count
@@ -82,10 +86,10 @@ do {
     uploaded = nil
 
     if let dir = option("--models") {
-        for path in [CUDABackend.MatmulPath.cublasLt, .simt] {
-            say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue)")
+        for (path, decode) in configurations {
+            say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
             let check = ModelCheck(makeBackend: { () throws -> CUDABackend in
-                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; return b },
+                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b },
                                    referenceTolerance: path == .simt ? 5e-3 : 2e-2, selfTolerance: 1e-3, say: say)
             let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
             failures += count - passed
@@ -109,6 +113,23 @@ do {
             failures += ok ? 0 : 1
             total += 1
         }
+    }
+
+    if arguments.contains("--bench") {
+        cuda.matmulPath = .cublasLt
+        let bench = Bench(backend: cuda, say: say)
+        let bw = try bench.copyBandwidth()
+        say("\n== bench on \(cuda.name): " + String(format: "device-to-device copy %.0f GB/s (read + write)", bw / 1e9))
+        let layers = option("--layers").flatMap(Int.init) ?? 32
+        let mistral = ModelConfig(dim: 4096, nLayers: layers, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32768, ropeTheta: 1_000_000)
+        try bench.run(label: "Mistral-7B shapes, \(layers) layers", config: mistral, batches: [1, 8, 32], promptLength: 512,
+                      steps: 24, bandwidth: bw)
+        let moeLayers = option("--moe-layers").flatMap(Int.init) ?? 4
+        let mixtral = ModelConfig(dim: 4096, nLayers: moeLayers, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32000, ropeTheta: 1_000_000, moe: .init(numExperts: 8, numExpertsPerTok: 2))
+        try bench.run(label: "Mixtral-8x7B shapes, \(moeLayers) layers", config: mixtral, batches: [1, 8], promptLength: 512,
+                      steps: 24, bandwidth: bw)
     }
 
     let mem = try cuda.memoryInfo()

@@ -60,10 +60,13 @@ let cudaAvailability: CUDAAvailability = {
 
 @Suite(.enabled(if: cudaAvailability.isAvailable, "needs an NVIDIA GPU with driver, NVRTC and cuBLASLt"))
 struct CUDABackendConformanceTests {
-    @Test(arguments: [CUDABackend.MatmulPath.cublasLt, .simt])
-    func everyOpMatchesTheCPU(path: CUDABackend.MatmulPath) throws {
+    /// cuBLASLt with the decode kernels (GEMV, MoE GEMV, split-KV attention), and the general
+    /// SIMT/tile kernels without them: every kernel runs in one of the two.
+    @Test(arguments: [(CUDABackend.MatmulPath.cublasLt, true), (.simt, false)])
+    func everyOpMatchesTheCPU(path: CUDABackend.MatmulPath, decodeKernels: Bool) throws {
         let cuda = try CUDABackend(ordinal: 0)
         cuda.matmulPath = path
+        cuda.decodeKernels = decodeKernels
         let seed = UInt64.random(in: 1...UInt64.max)
         var suite = BackendConformance(test: cuda, reference: CPUBackend(), seed: seed)
         let results = suite.runAll { print("  \($0)") }

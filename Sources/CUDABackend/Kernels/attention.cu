@@ -9,13 +9,19 @@
 // so each K/V row is read from the pool once per group (GQA), and keeps a running max / sum per
 // head (online softmax) so any context length fits in fixed shared memory.
 // A query at position p sees keys j with max(0, p - W + 1) <= j <= p (W = window, 0 = none).
+//
+// Split-KV (flash-decoding): with few query tokens (decode) the (t, g) grid cannot fill the GPU,
+// so grid.z = `splits` blocks each take a contiguous share of the keys and write their partial
+// (max, sum, unnormalised output) to pm, pl (T, H, splits) and pacc (T, H, splits, Dh);
+// attention_merge then combines them by log-sum-exp. With splits == 1 the output is written
+// directly.
 #include "common.cuh"
 
 extern "C" __global__ void attention_paged(
     const float* q, const bf16_t* kPool, const bf16_t* vPool,
     const int* queryStart, const int* positions, const int* blockTables, float* out,
     int sequences, int heads, int kvHeads, int headDim, int blockSize, int maxBlocks,
-    int window, int tile, float scale)
+    int window, int tile, float scale, int splits, float* pm, float* pl, float* pacc)
 {
     extern __shared__ float smem[];
     const int t = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
@@ -37,7 +43,10 @@ extern "C" __global__ void attention_paged(
     }
     const int s = lo;
     const int p = positions[t];
-    const int start = window > 0 ? max(0, p - window + 1) : 0;
+    const int first = window > 0 ? max(0, p - window + 1) : 0;
+    const int share = (p - first + 1 + splits - 1) / splits;
+    const int start = first + (int)blockIdx.z * share;
+    const int end = min(p, start + share - 1);          // this block's keys: start..end
     const long long rowStride = (long long)kvHeads * Dh;   // one pool slot
 
     for (int i = tid; i < Q * Dh; i += blockDim.x) {
@@ -48,8 +57,8 @@ extern "C" __global__ void attention_paged(
     if (tid < Q) { m_s[tid] = __int_as_float(0xff800000); /* -inf */ l_s[tid] = 0.0f; }
     __syncthreads();
 
-    for (int j0 = start; j0 <= p; j0 += tile) {
-        const int n = min(tile, p - j0 + 1);
+    for (int j0 = start; j0 <= end; j0 += tile) {
+        const int n = min(tile, end - j0 + 1);
         for (int i = tid; i < n * Dh; i += blockDim.x) {
             int jj = i / Dh, d = i % Dh, j = j0 + jj;
             long long slot = (long long)blockTables[(long long)s * maxBlocks + j / blockSize] * blockSize + j % blockSize;
@@ -90,8 +99,37 @@ extern "C" __global__ void attention_paged(
         }
         __syncthreads();
     }
+    if (splits == 1) {
+        for (int i = tid; i < Q * Dh; i += blockDim.x) {
+            int h = i / Dh, d = i % Dh;
+            out[((long long)t * heads + g * Q + h) * Dh + d] = acc[i] / l_s[h];
+        }
+        return;
+    }
+    // Partial results; an empty share (start > end) leaves m = -inf, l = 0, acc = 0.
     for (int i = tid; i < Q * Dh; i += blockDim.x) {
         int h = i / Dh, d = i % Dh;
-        out[((long long)t * heads + g * Q + h) * Dh + d] = acc[i] / l_s[h];
+        long long slot = ((long long)t * heads + g * Q + h) * splits + blockIdx.z;
+        pacc[slot * Dh + d] = acc[i];
+        if (d == 0) { pm[slot] = m_s[h]; pl[slot] = l_s[h]; }
     }
+}
+
+// out[t, h] = Σ_z exp(m_z − M) · acc_z / Σ_z exp(m_z − M) · l_z, M = max_z m_z.
+// Grid (T, H), block Dh threads (≤ 1024).
+extern "C" __global__ void attention_merge(const float* pm, const float* pl, const float* pacc, float* out,
+                                           int heads, int headDim, int splits) {
+    const long long th = (long long)blockIdx.x * heads + blockIdx.y;
+    const float* m = pm + th * splits;
+    const float* l = pl + th * splits;
+    float mx = __int_as_float(0xff800000);
+    for (int z = 0; z < splits; ++z) mx = fmaxf(mx, m[z]);
+    float den = 0.0f, num = 0.0f;
+    for (int z = 0; z < splits; ++z) {
+        if (l[z] == 0.0f) continue;          // empty share
+        float w = __expf(m[z] - mx);
+        den += w * l[z];
+        num += w * pacc[(th * splits + z) * headDim + threadIdx.x];
+    }
+    out[th * headDim + threadIdx.x] = num / den;
 }
