@@ -193,8 +193,10 @@ class Transformer(nn.Module):
 
 # ---- evaluation forward: bf16 weights, f32 compute, sparse routing (the Swift engine's maths) ----
 
-def reference_logits(w: dict[str, torch.Tensor], p: Params, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Logits [B, V] (f32) at position lengths[b]-1 of each right-padded row of tokens [B, T].
+def reference_logits(w: dict[str, torch.Tensor], p: Params, tokens: torch.Tensor,
+                     lengths: torch.Tensor | None) -> torch.Tensor:
+    """Logits [B, V] (f32) at position lengths[b]-1 of each right-padded row of tokens [B, T];
+    with lengths None, logits [B, T, V] at every position (teacher forcing).
 
     `w` holds the native-layout weights already widened bf16 -> f32. Causal attention makes
     the padding after a row's end invisible to its real positions.
@@ -236,5 +238,7 @@ def reference_logits(w: dict[str, torch.Tensor], p: Params, tokens: torch.Tensor
             y.index_add_(0, rows, out * gw[rows, slot, None])
         x = x + y.view(B, T, p.dim)
     x = norm(x, w["norm.weight"])
+    if lengths is None:
+        return x @ w["output.weight"].T
     last = x[torch.arange(B, device=dev), lengths - 1]                  # [B, D]
     return last @ w["output.weight"].T
