@@ -149,6 +149,19 @@ class Generator:
 
     def arith_problem(self) -> tuple[str, int, int]:
         r = self.rng
+        if self.heldout:
+            # Draw the operation first so held-out add/subtract keep their share (4:4:2).
+            op = r.choices(["+", "-", "*"], weights=[4, 4, 2])[0]
+            if op == "*":
+                return op, r.randint(0, 12), r.randint(0, 12)
+            while True:
+                a, b = r.randint(0, 99), r.randint(0, 99)
+                if op == "-" and b > a:
+                    a, b = b, a
+                if is_heldout_arith(op, a, b):
+                    return op, a, b
+        # Training draws (kept exactly as they were when Chloe-tiny was trained, so the
+        # committed data can be regenerated): reject held-out add/subtract problems.
         while True:
             op = r.choices(["+", "-", "*"], weights=[4, 4, 2])[0]
             if op == "*":
@@ -332,6 +345,24 @@ def heldout_records(seed: int, per_skill: dict[str, int]) -> list[dict[str, Any]
                 req["tools"] = d["tools"]
             out.append({"id": len(out), "skill": skill, "request": req, "expected": d["expected"]})
             made += 1
+    return out
+
+
+def arithmetic_generalisation_records(seed: int) -> list[dict[str, Any]]:
+    """Every held-out add/subtract problem once, as a one-turn prompt (for the model card)."""
+    r = random.Random(seed)
+    out = []
+    for op in "+-":
+        for a in range(100):
+            for b in range(100):
+                if (op == "-" and b > a) or not is_heldout_arith(op, a, b):
+                    continue
+                word = {"+": "plus", "-": "minus"}[op]
+                q = r.choice([f"What is {a} {word} {b}?", f"What is {a} {op} {b}?", f"Compute {a} {op} {b}.",
+                              f"{a} {op} {b} = ?", f"How much is {a} {word} {b}?"])
+                value = a + b if op == "+" else a - b
+                out.append({"id": len(out), "skill": "arithmetic", "request": {"messages": [user(q)]},
+                            "expected": {"content": f"{a} {op} {b} = {value}."}})
     return out
 
 

@@ -5,9 +5,9 @@ produced here, by mistral-common itself, and shipped as compact files:
 
   OUT/train.npz   tokens: uint16[N] — all dialogues back to back; bit 15 set = loss target
                   (vocab < 32768, so the id is `t & 0x7fff`); offsets: int64[D+1] dialogue starts.
-  OUT/heldout_prompts.json  [{"id", "skill", "prompt_tokens"}] for the held-out records.
   tools/demo-model/heldout.jsonl  (with --heldout-jsonl) the held-out records, one JSON a line:
       {"id", "skill", "request": {messages, tools?} (OpenAI shape), "expected", "prompt_tokens"}
+  --arith-jsonl FILE  every held-out add/subtract problem (same record shape), model card only.
 
 Loss mask: a training dialogue is encoded whole (ValidationMode.finetuning). For each assistant
 turn i the prompt mistral-common builds at inference, encode(messages[:i]), is computed too; the
@@ -28,7 +28,7 @@ from multiprocessing import Pool
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dialogues import Generator, heldout_records  # noqa: E402
+from dialogues import Generator, arithmetic_generalisation_records, heldout_records  # noqa: E402
 
 _TOK = {}
 
@@ -105,16 +105,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("tokenizer", help="path ending in .model.v3")
     ap.add_argument("out_dir")
-    ap.add_argument("--dialogues", type=int, default=100000)
+    ap.add_argument("--dialogues", type=int, default=120000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--verify", type=int, default=2000, help="dialogues whose mask is re-derived slowly")
+    ap.add_argument("--verify", type=int, default=4000, help="dialogues whose mask is re-derived slowly")
     ap.add_argument("--heldout-seed", type=int, default=777)
     ap.add_argument("--heldout-jsonl", default=None)
+    ap.add_argument("--arith-jsonl", default=None, help="also write every held-out add/subtract problem")
+    ap.add_argument("--skip-train", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
 
+    if a.arith_jsonl:
+        with open(a.arith_jsonl, "w") as f:
+            for r in arithmetic_generalisation_records(a.heldout_seed):
+                r["prompt_tokens"] = encode_prompt(a.tokenizer, r["request"]["messages"], None)
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if not a.skip_train:
+        encode_train(a)
+    write_heldout(a)
+
+
+def encode_train(a) -> None:
     per = a.dialogues // a.shards
     jobs = [(a.tokenizer, a.seed * 1000 + s, per, a.verify // a.shards) for s in range(a.shards)]
     with Pool(a.workers) as pool:
@@ -131,20 +144,19 @@ def main() -> None:
     print(f"train: {len(lens)} dialogues, {len(tokens)} tokens, "
           f"{int((tokens >> 15).sum())} loss tokens, len mean {lens.mean():.0f} max {lens.max()}")
 
+
+
+def write_heldout(a) -> None:
     per_skill = {"greeting": 15, "arithmetic": 45, "capital": 30, "recall": 30,
                  "tool_call": 25, "tool_answer": 20, "refusal": 15}
     recs = heldout_records(a.heldout_seed, per_skill)
-    prompts = []
     for r in recs:
         r["prompt_tokens"] = encode_prompt(a.tokenizer, r["request"]["messages"], r["request"].get("tools"))
-        prompts.append({"id": r["id"], "skill": r["skill"], "prompt_tokens": r["prompt_tokens"]})
-    with open(os.path.join(a.out_dir, "heldout_prompts.json"), "w") as f:
-        json.dump(prompts, f)
     if a.heldout_jsonl:
         with open(a.heldout_jsonl, "w") as f:
             for r in recs:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"heldout: {len(recs)} prompts, max prompt len {max(len(p['prompt_tokens']) for p in prompts)}")
+    print(f"heldout: {len(recs)} prompts, max prompt len {max(len(r['prompt_tokens']) for r in recs)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 
@@ -29,9 +28,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import Params, Transformer, reference_logits  # noqa: E402
-
-ID_RE = re.compile(r"^[A-Za-z0-9]{9}$")
+from evaluate import greedy_eval, load_heldout  # noqa: E402
+from model import Params, Transformer  # noqa: E402
 
 
 def log(f, *a):
@@ -72,80 +70,6 @@ def make_batch(tokens: np.ndarray, offsets: np.ndarray, idx: np.ndarray, dev):
     m = torch.from_numpy(msk).to(dev, non_blocking=True)
     k = torch.from_numpy(real).to(dev, non_blocking=True)
     return t, m, k
-
-
-def score(rec_skill: str, expected: dict, out: list[int], sp, tool_calls_id: int, eos: int) -> tuple[bool, str, bool]:
-    """(correct, text, is_tool_call). The rules the Swift eval-demo applies too."""
-    ended = len(out) > 0 and out[-1] == eos
-    body = out[:-1] if ended else out
-    is_call = len(body) > 0 and body[0] == tool_calls_id
-    text = sp.decode(body[1:] if is_call else body)
-    if "tool_calls" in expected:
-        if not (ended and is_call):
-            return False, text, is_call
-        try:
-            calls = json.loads(text)
-        except json.JSONDecodeError:
-            return False, text, is_call
-        want = expected["tool_calls"]
-        ok = isinstance(calls, list) and len(calls) == len(want) and all(
-            isinstance(c, dict) and c.get("name") == w["name"] and c.get("arguments") == w["arguments"]
-            for c, w in zip(calls, want))
-        return ok, text, is_call
-    return ended and not is_call and text == expected["content"], text, is_call
-
-
-@torch.no_grad()
-def greedy_eval(model: Transformer, p: Params, prompts: list[dict], expected: dict, sp, dev, max_new: int, f):
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    w = {k: v.to(dev).float() for k, v in model.native_state().items()}  # bf16-rounded, widened
-    eos = sp.eos_id()
-    tool_calls_id = sp.piece_to_id("[TOOL_CALLS]")
-    seqs = [list(r["prompt_tokens"]) for r in prompts]
-    outs: list[list[int]] = [[] for _ in prompts]
-    margins = [math.inf] * len(prompts)
-    live = list(range(len(prompts)))
-    for _ in range(max_new):
-        if not live:
-            break
-        lens = torch.tensor([len(seqs[i]) for i in live], device=dev)
-        T = int(lens.max())
-        tok = torch.zeros((len(live), T), dtype=torch.long, device=dev)
-        for r, i in enumerate(live):
-            tok[r, :len(seqs[i])] = torch.tensor(seqs[i], device=dev)
-        logits = reference_logits(w, p, tok, lens)
-        top2 = torch.topk(logits, 2, dim=-1)
-        nxt = top2.indices[:, 0].tolist()
-        gap = (top2.values[:, 0] - top2.values[:, 1]).tolist()
-        still = []
-        for r, i in enumerate(live):
-            seqs[i].append(nxt[r])
-            outs[i].append(nxt[r])
-            margins[i] = min(margins[i], gap[r])
-            if nxt[r] != eos:
-                still.append(i)
-        live = still
-    results = []
-    per: dict[str, list[int]] = {}
-    ids_ok = []
-    for r, out, mg in zip(prompts, outs, margins):
-        ok, text, is_call = score(r["skill"], expected[r["id"]], out, sp, tool_calls_id, eos)
-        per.setdefault(r["skill"], []).append(int(ok))
-        if is_call and ok:
-            ids_ok.append(bool(ID_RE.match(str(json.loads(text)[0].get("id", "")))))
-        results.append({"id": r["id"], "skill": r["skill"], "prompt_tokens": r["prompt_tokens"],
-                        "output_tokens": out, "text": text, "tool_call": is_call, "correct": ok,
-                        "min_margin": round(mg, 4)})
-    total = sum(sum(v) for v in per.values())
-    log(f, f"held-out accuracy: {total}/{len(prompts)}")
-    for k, v in per.items():
-        log(f, f"  {k:12s} {sum(v):3d}/{len(v):3d} = {100.0 * sum(v) / len(v):.1f}%")
-    if ids_ok:
-        log(f, f"  tool-call ids of 9 alphanumerics: {sum(ids_ok)}/{len(ids_ok)}")
-    log(f, f"  smallest top-1/top-2 logit gap on any greedy path: {min(margins):.4f}")
-    return results
 
 
 def main() -> None:
@@ -219,13 +143,10 @@ def main() -> None:
     from safetensors.torch import save_file
     save_file(model.native_state(), os.path.join(a.out, "consolidated.safetensors"))
 
-    recs = [json.loads(line) for line in open(a.heldout)]
-    if a.limit_eval:
-        recs = recs[:: max(1, len(recs) // a.limit_eval)]
-    expected = {r["id"]: r["expected"] for r in recs}
-    prompts = [{"id": r["id"], "skill": r["skill"], "prompt_tokens": r["prompt_tokens"]} for r in recs]
+    prompts, expected = load_heldout(a.heldout, a.limit_eval)
     t1 = time.time()
-    results = greedy_eval(model, p, prompts, expected, sp, dev, a.max_new, f)
+    w = {k: v.to(dev).float() for k, v in model.native_state().items()}  # bf16-rounded, widened
+    results = greedy_eval(w, p, prompts, expected, sp, dev, a.max_new, lambda *x: log(f, *x))
     log(f, f"greedy eval took {time.time() - t1:.1f}s")
     with open(os.path.join(a.out, "torch_greedy.jsonl"), "w") as g:
         for r in results:

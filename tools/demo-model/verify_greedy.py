@@ -5,9 +5,7 @@ Loads MODEL_DIR/params.json and consolidated.safetensors (bf16, widened to f32) 
 committed, not the trainer's in-memory model — runs `reference_logits` teacher-forced over
 prompt + greedy output on the CPU, and checks that every output token is the argmax wherever
 the top-1/top-2 gap exceeds 1e-3 (below that, CPU and GPU f32 may legitimately disagree).
-Rewrites GREEDY_JSONL with "margins": the top-1 minus top-2 logit at each output step. A
-consumer comparing another engine's greedy tokens should compare up to the first step whose
-margin is below its own error bound (only the random tool-call ids have tiny margins).
+It also checks the recorded per-step "margins" against its own (CPU vs GPU f32: within 1e-2).
 """
 
 from __future__ import annotations
@@ -46,11 +44,11 @@ def main() -> None:
                     if tok != arg:
                         disagree += 1
                         print(f"id {r['id']}: output token {tok} but CPU argmax {arg} (margin {m:.4f})")
-            r["margins"] = [round(m, 4) for m in margins]
-    with open(path, "w") as f:
-        for r in recs:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"{checked} output tokens with margin > 1e-3 checked, {disagree} disagree")
+            worst = max(abs(a - b) for a, b in zip(margins, r["margins"]))
+            if worst > 1e-2:
+                disagree += 1
+                print(f"id {r['id']}: margins differ by {worst:.4f}")
+    print(f"{checked} output tokens with margin > 1e-3 checked, {disagree} disagreements")
     sys.exit(1 if disagree else 0)
 
 
