@@ -26,6 +26,13 @@ let package = Package(
         // bf16/f16 widening and FMAs compile to 256-bit vector instructions.
         .target(name: "CPUBackend", dependencies: ["Tensors"],
                 swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "haswell"])]),
+        .target(name: "CUDADriver", swiftSettings: optimize),
+        .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
+                resources: [.embedInCode("Kernels")], swiftSettings: optimize),
+        .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        .executableTarget(name: "cuda-check",
+                          dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
+                                         "Model", "Checkpoints"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",
@@ -35,6 +42,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),
+        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
+        .testTarget(name: "CUDABackendTests",
+                    dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     ]
 )
