@@ -47,6 +47,12 @@ func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPo
     let rowBytes = inDim &* W.stride
     if tokens == 1 {
         var r = rows.lowerBound
+        while r &+ 4 <= rows.upperBound {
+            let w0 = weight + r &* rowBytes
+            let v = dotRows4(W.self, w0, w0 + rowBytes, w0 + 2 &* rowBytes, w0 + 3 &* rowBytes, x, inDim)
+            for j in 0..<4 { sink.emit(token: 0, row: r &+ j, value: v[j]) }
+            r &+= 4
+        }
         while r &+ 2 <= rows.upperBound {
             let (v0, v1) = dotRow2(W.self, weight + r &* rowBytes, weight + (r &+ 1) &* rowBytes, x, inDim)
             sink.emit(token: 0, row: r, value: v0)
