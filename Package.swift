@@ -32,5 +32,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "ChatTests", dependencies: ["Chat", "Tokenizers"], exclude: ["Fixtures"]),
     ]
 )
