@@ -50,5 +50,6 @@ let package = Package(
                     dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChatTests", dependencies: ["Chat", "Tokenizers"], exclude: ["Fixtures"]),
     ]
 )
