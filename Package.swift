@@ -51,5 +51,6 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
     ]
 )

@@ -1,1 +1,0 @@
-// The Generation module; see docs/architecture.md.

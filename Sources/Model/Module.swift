@@ -1,1 +1,0 @@
-// The Model module; see docs/architecture.md.

@@ -1,0 +1,182 @@
+import Checkpoints
+import Tensors
+
+/// Errors of the forward pass that come from the caller's batch, not from the device.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case batchTooLarge(tokens: Int, sequences: Int, maxTokens: Int, maxSequences: Int)
+    case blockTableTooShort(sequence: Int, needed: Int, has: Int)
+    case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case sequenceTooLong(positions: Int, maxPositions: Int)
+
+    public var description: String {
+        switch self {
+        case let .batchTooLarge(t, s, mt, ms):
+            return "batch of \(t) tokens in \(s) sequences exceeds the step limit of \(mt) tokens / \(ms) sequences"
+        case let .blockTableTooShort(s, needed, has):
+            return "sequence \(s) needs \(needed) KV blocks but its block table has \(has)"
+        case let .tokenOutOfRange(t, v): return "token id \(t) is outside the vocabulary (size \(v))"
+        case let .sequenceTooLong(p, m): return "sequence of \(p) positions exceeds the maximum of \(m)"
+        }
+    }
+}
+
+/// A language model the scheduler can step: one forward pass over a packed batch.
+public protocol LanguageModel: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    var kvBlocks: KVBlockAllocator { get }
+    var maxBatchTokens: Int { get }
+    var maxBatchSequences: Int { get }
+    /// Longest sequence (prompt + generated) the block tables can describe.
+    var maxSequenceLength: Int { get }
+    var deviceName: String { get }
+    func forward(_ batch: PackedBatch) throws -> Logits
+}
+
+/// The Mistral transformer (dense and MoE), written once against `ComputeBackend`.
+///
+/// Per layer, on a packed batch of T tokens:
+/// ```
+/// h = rmsNorm(x) ; q,k,v = h·wqᵀ, h·wkᵀ, h·wvᵀ ; rope(q), rope(k) ; append k,v to the paged pool
+/// x += attention(q, pool)·woᵀ
+/// h = rmsNorm(x) ; x += FFN(h)     FFN = w2·(silu(w1·h) * w3·h), or the top-k MoE mixture
+/// ```
+/// then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
+public final class Transformer<Backend: ComputeBackend>: LanguageModel, @unchecked Sendable {
+    // @unchecked: `forward` mutates the step buffers and KV pools; the scheduler calls it from
+    // one thread at a time (the engine's step loop), which is the documented contract.
+    public let config: ModelConfig
+    public let backend: Backend
+    public let weights: TransformerWeights<Backend>
+    public let kvBlocks: KVBlockAllocator
+    public let maxBatchTokens: Int
+    public let maxBatchSequences: Int
+    public let maxSequenceLength: Int
+    private let kPools: [Backend.Tensor]    // (L) × (N, B, G, Dh)
+    private let vPools: [Backend.Tensor]    // (L) × (N, B, G, Dh)
+    private let buffers: StepBuffers<Backend>
+
+    public var deviceName: String { backend.name }
+
+    /// - Parameters:
+    ///   - kvBlockCount: blocks in the shared KV pool (each holds `kvBlockSize` tokens for every layer).
+    ///   - maxSequenceLength: the longest prompt + generation a sequence may reach.
+    public init(backend: Backend, weights: TransformerWeights<Backend>, config: ModelConfig,
+                maxBatchTokens: Int, maxBatchSequences: Int, maxSequenceLength: Int,
+                kvBlockCount: Int, kvBlockSize: Int = 16) throws {
+        self.config = config
+        self.backend = backend
+        self.weights = weights
+        self.maxBatchTokens = maxBatchTokens
+        self.maxBatchSequences = maxBatchSequences
+        self.maxSequenceLength = maxSequenceLength
+        self.kvBlocks = KVBlockAllocator(blockCount: kvBlockCount, blockSize: kvBlockSize)
+        var k: [Backend.Tensor] = [], v: [Backend.Tensor] = []
+        for _ in 0..<config.nLayers {
+            k.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: config.nKVHeads, headDim: config.headDim))
+            v.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: config.nKVHeads, headDim: config.headDim))
+        }
+        kPools = k
+        vPools = v
+        let maxBlocks = (maxSequenceLength + kvBlockSize - 1) / kvBlockSize
+        buffers = try StepBuffers(backend: backend, config: config, maxTokens: maxBatchTokens,
+                                  maxSequences: maxBatchSequences, maxBlocksPerSequence: maxBlocks)
+    }
+
+    public func forward(_ batch: PackedBatch) throws -> Logits {
+        let c = config, b = buffers, be = backend
+        let T = batch.tokenCount, S = batch.sequences.count
+        guard T > 0 else { return Logits(rows: 0, vocabularySize: c.vocabSize, values: []) }
+        guard T <= b.maxTokens, S <= b.maxSequences else {
+            throw ModelError.batchTooLarge(tokens: T, sequences: S, maxTokens: b.maxTokens, maxSequences: b.maxSequences)
+        }
+        let index = try packIndices(batch)
+        try be.write(index.ids, to: b.tokenIDs)
+        try be.write(index.positions, to: b.positions)
+        try be.write(index.slots, to: b.slots)
+        try be.write(index.queryStart, to: b.queryStart)
+        try be.write(index.contextLens, to: b.contextLens)
+        try be.write(index.blockTables, to: b.blockTables)
+        try be.write(index.logitRows, to: b.logitRows)
+        let attentionBatch = AttentionBatch(
+            sequences: S, tokens: T, blockSize: kvBlocks.blockSize, maxBlocksPerSequence: b.maxBlocksPerSequence,
+            queryStart: b.queryStart, positions: b.positions, contextLens: b.contextLens, blockTables: b.blockTables,
+            hostQueryStart: index.queryStart, hostContextLens: index.contextLens,
+            hostPositions: index.positions, hostBlockTables: index.blockTables)
+
+        let D = c.dim, H = c.nHeads, G = c.nKVHeads, Dh = c.headDim, F = c.hiddenDim
+        try be.embed(ids: b.tokenIDs, table: weights.tokEmbeddings, out: b.x, rows: T, dim: D)   // x (T, D)
+        for (l, w) in weights.layers.enumerated() {
+            // Attention block.
+            try be.rmsNorm(b.x, weight: w.attentionNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
+            try be.matmul(b.h, weight: w.wq, out: b.q, rows: T, inDim: D, outDim: H * Dh)    // q (T, H·Dh)
+            try be.matmul(b.h, weight: w.wk, out: b.k, rows: T, inDim: D, outDim: G * Dh)    // k (T, G·Dh)
+            try be.matmul(b.h, weight: w.wv, out: b.v, rows: T, inDim: D, outDim: G * Dh)    // v (T, G·Dh)
+            try be.rope(b.q, positions: b.positions, rows: T, heads: H, headDim: Dh, theta: c.ropeTheta)
+            try be.rope(b.k, positions: b.positions, rows: T, heads: G, headDim: Dh, theta: c.ropeTheta)
+            try be.appendKV(k: b.k, v: b.v, kPool: kPools[l], vPool: vPools[l], slots: b.slots,
+                            rows: T, kvHeads: G, headDim: Dh)
+            try be.attention(q: b.q, kPool: kPools[l], vPool: vPools[l], batch: attentionBatch, out: b.attn,
+                             heads: H, kvHeads: G, headDim: Dh, slidingWindow: c.slidingWindow)   // (T, H·Dh)
+            try be.matmul(b.attn, weight: w.wo, out: b.blockOut, rows: T, inDim: H * Dh, outDim: D)
+            try be.add(b.x, b.blockOut, count: T * D)
+
+            // Feed-forward block.
+            try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
+            switch w.ffn {
+            case let .dense(w1, w2, w3):
+                try be.matmul(b.h, weight: w1, out: b.gate, rows: T, inDim: D, outDim: F)     // (T, F)
+                try be.matmul(b.h, weight: w3, out: b.up, rows: T, inDim: D, outDim: F)       // (T, F)
+                try be.swiGLU(gate: b.gate, up: b.up, out: b.gate, count: T * F)
+                try be.matmul(b.gate, weight: w2, out: b.blockOut, rows: T, inDim: F, outDim: D)
+            case let .moe(gate, w1, w2, w3):
+                guard let moe = c.moe, let router = b.routerLogits, let ids = b.expertIDs,
+                      let gw = b.expertWeights else { throw BackendError.unsupported("MoE weights without MoE config") }
+                let E = moe.numExperts, K = moe.numExpertsPerTok
+                try be.matmul(b.h, weight: gate, out: router, rows: T, inDim: D, outDim: E)   // (T, E)
+                // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
+                try be.moeRoute(logits: router, ids: ids, weights: gw, rows: T, experts: E, topK: K)
+                try be.moeExperts(b.h, w1: w1, w2: w2, w3: w3, ids: ids, weights: gw, out: b.blockOut,
+                                  rows: T, dim: D, hidden: F, experts: E, topK: K)
+            }
+            try be.add(b.x, b.blockOut, count: T * D)
+        }
+        let R = index.logitRows.count
+        try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
+        try be.rmsNorm(b.gathered, weight: weights.finalNorm, eps: c.normEps, out: b.normed, rows: R, dim: D)
+        try be.matmul(b.normed, weight: weights.output, out: b.logits, rows: R, inDim: D, outDim: c.vocabSize)
+        let values = try be.readFloats(b.logits, count: R * c.vocabSize)                     // (R, V)
+        return Logits(rows: R, vocabularySize: c.vocabSize, values: values)
+    }
+
+    /// Host-side index arrays of a packed batch (see `AttentionBatch` for the layout).
+    private func packIndices(_ batch: PackedBatch) throws -> (ids: [Int32], positions: [Int32], slots: [Int32],
+                                                               queryStart: [Int32], contextLens: [Int32],
+                                                               blockTables: [Int32], logitRows: [Int32]) {
+        let bs = kvBlocks.blockSize, maxBlocks = buffers.maxBlocksPerSequence
+        var ids: [Int32] = [], positions: [Int32] = [], slots: [Int32] = [], rows: [Int32] = []
+        var queryStart: [Int32] = [0], contextLens: [Int32] = []
+        var tables = [Int32](repeating: 0, count: batch.sequences.count * maxBlocks)
+        for (s, seq) in batch.sequences.enumerated() {
+            let end = seq.startPosition + seq.tokens.count
+            guard end <= maxSequenceLength else { throw ModelError.sequenceTooLong(positions: end, maxPositions: maxSequenceLength) }
+            let needed = (end + bs - 1) / bs
+            guard seq.blockTable.count >= needed else {
+                throw ModelError.blockTableTooShort(sequence: s, needed: needed, has: seq.blockTable.count)
+            }
+            for (i, block) in seq.blockTable.prefix(maxBlocks).enumerated() { tables[s * maxBlocks + i] = Int32(block) }
+            for (i, token) in seq.tokens.enumerated() {
+                guard token >= 0, token < config.vocabSize else {
+                    throw ModelError.tokenOutOfRange(token: token, vocabularySize: config.vocabSize)
+                }
+                let p = seq.startPosition + i
+                ids.append(Int32(token))
+                positions.append(Int32(p))
+                slots.append(Int32(seq.blockTable[p / bs] * bs + p % bs))
+                if batch.allLogits || i == seq.tokens.count - 1 { rows.append(Int32(ids.count - 1)) }
+            }
+            queryStart.append(Int32(ids.count))
+            contextLens.append(Int32(end))
+        }
+        return (ids, positions, slots, queryStart, contextLens, tables, rows)
+    }
+}
