@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [
-                "AIMEWorker",
+                "AIMEWorker", "Generation", "Model", "Checkpoints",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

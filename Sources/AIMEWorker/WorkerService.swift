@@ -84,9 +84,14 @@ public actor AIMEWorkerService {
             throw WorkerError.configuration("run() was called twice on the same worker")
         }
         try configuration.validate()
-        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-                                configuration: HTTPClient.Configuration(
-                                    connectionPool: .init(idleTimeout: .seconds(8))))
+        // Idle connections close before Sanic's 10 s keep-alive does; a refused connection fails
+        // the request at once (the pool's own retry would hold it until its deadline), so the
+        // worker's backoff and offline status see every failure.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(8))
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        httpConfiguration.timeout = .init(connect: .seconds(10))
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         connection = APIConnection(client: client, baseURL: configuration.baseURL)
         phase = .loggingIn
         logger.info("AIME worker \(configuration.workerName) starting: server \(configuration.baseURL), job type \(configuration.jobType), max batch \(configuration.maxBatchSize), model \(configuration.model.label)")

@@ -89,7 +89,8 @@ actor AIMETestServer {
                 case .end:
                     guard let requestHead = head else { continue }
                     let path = String(requestHead.uri.split(separator: "?").first ?? "")
-                    guard let reply = await state.handle(path: path, body: Data(body.readableBytesView)) else {
+                    guard let reply = await state.handle(path: path, body: Data(body.readableBytesView),
+                                                         closed: connection.channel.closeFuture) else {
                         return  // close without answering, as a dying server does
                     }
                     var headers = HTTPHeaders()

@@ -1,5 +1,6 @@
 import AIMEWorker
 import Foundation
+import NIOCore
 
 /// The AIME API Server 0.9.6 worker protocol, reproduced for tests from
 /// shared/aime-protocol.md (section numbers below refer to it). It is a test fixture, not a
@@ -94,6 +95,7 @@ actor AIMEProtocolState {
     func allJobs() -> [Job] { Array(jobs.values) }
     func requests(to path: String) -> [Request] { requests.filter { $0.path == path } }
     func workerState(_ auth: String) -> String? { workers[auth] }
+    var openPolls: Int { waiters.count }
 
     func setResponseTimeout(_ timeout: Duration?) { responseTimeout = timeout }
     /// The next `count` requests (any route) are answered 503 as when Sanic's handler was cut.
@@ -129,7 +131,9 @@ actor AIMEProtocolState {
     // MARK: Routes
 
     /// Answers one request; `nil` means "close the connection without answering".
-    func handle(path: String, body: Data) async -> Reply? {
+    /// `closed` completes when the client's connection closes; an open long poll then ends the
+    /// way Sanic's cancelled handler does: no job is handed to it and the worker is set offline.
+    func handle(path: String, body: Data, closed: EventLoopFuture<Void>) async -> Reply? {
         let json = try? JSONDecoder().decode(JSONValue.self, from: body)
         requests.append(Request(path: path, body: json, time: .now))
         if fail503Remaining > 0 {
@@ -147,10 +151,10 @@ actor AIMEProtocolState {
             return .json(["logged_in": .bool(workers[json["auth"]?.stringValue ?? ""] != nil),
                           "job_type_present": .bool(json["job_type"]?.stringValue == jobType),
                           "key_valid": .bool(json["auth_key"]?.stringValue == authKey)])
-        case "/worker_job_request": return await jobRequest(json)
+        case "/worker_job_request": return await jobRequest(json, closed: closed)
         case "/worker_job_progress": return progress(json)
         case "/worker_job_result": return result(json)
-        default: return .json(["description": "Not Found", "status": 404, "message": "Requested URL \(path) not found"], status: 404)
+        default: return .json(["description": "Not Found", "status": 404, "message": .string("Requested URL \(path) not found")], status: 404)
         }
     }
 
@@ -180,7 +184,7 @@ actor AIMEProtocolState {
     }
 
     /// §2.3 and §3
-    private func jobRequest(_ json: JSONValue) async -> Reply? {
+    private func jobRequest(_ json: JSONValue, closed: EventLoopFuture<Void>) async -> Reply? {
         let auth = json["auth"]?.stringValue ?? ""
         if nullReplyToNextPoll {
             nullReplyToNextPoll = false
@@ -200,9 +204,18 @@ actor AIMEProtocolState {
             try? await Task.sleep(for: wait)
             self.expire(id, cut: cut)
         }
+        closed.whenComplete { _ in
+            Task { await self.disconnected(id) }
+        }
         return await withCheckedContinuation { continuation in
             waiters[id] = Waiter(auth: auth, maxBatch: maxBatch, continuation: continuation)
         }
+    }
+
+    private func disconnected(_ id: UUID) {
+        guard let waiter = waiters.removeValue(forKey: id) else { return }
+        workers[waiter.auth] = "offline"
+        waiter.continuation.resume(returning: nil)
     }
 
     private func expire(_ id: UUID, cut: Bool) {

@@ -70,12 +70,14 @@ struct WorkerFailureTests {
         _ = try await harness.result(first)
         await harness.state.failNext(3)
         await harness.state.replyNullToNextPoll()
+        // The open poll ends with no_job after 1 s; the next ones get 503, 503, 503, then null.
+        let relogged = await eventually { await harness.state.loginCount >= 2 }
+        #expect(relogged, "the null reply should lead to a new login")
         let second = await harness.state.submit(chat("second"))
         let result = try await harness.result(second)
         #expect(result["text"]?.stringValue == echoAnswer("second", messages: 1))
         try await harness.shutdown()
         #expect(await harness.state.job(second)?.results.count == 1)
-        #expect(await harness.state.loginCount >= 2, "the null reply should lead to a new login")
     }
 
     @Test("a long poll cut by the server's response timeout (503) is simply repeated")
@@ -160,11 +162,17 @@ struct WorkerFailureTests {
         let running = await harness.state.submit(chat("SLOW finish me"))
         let started = await eventually { runner.record("SLOW finish me") != nil }
         try #require(started)
+        // Wait until the poll for the second slot is open, then drain: it must be abandoned.
+        let pollOpen = await eventually { await harness.state.requests(to: "/worker_job_request").count >= 2 }
+        try #require(pollOpen)
         await harness.worker.drain()
         if case .draining = await harness.worker.state {} else {
             Issue.record("state should be draining, is \(await harness.worker.state)")
         }
         let pollsAtDrain = await harness.state.requests(to: "/worker_job_request").count
+        // The worker closes its open poll, so the server hands it nothing more.
+        let pollClosed = await eventually { await harness.state.openPolls == 0 }
+        #expect(pollClosed)
         let late = await harness.state.submit(chat("too late"))
         try await harness.runTask.value
         #expect(await harness.worker.state == .stopped)
