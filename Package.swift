@@ -24,7 +24,17 @@ let package = Package(
         .target(name: "Tokenizers"),
         .target(name: "Chat", dependencies: ["Tokenizers"]),
         .target(name: "Model", dependencies: ["Tensors", "Checkpoints"], swiftSettings: optimize),
-        .target(name: "CPUBackend", dependencies: ["Tensors"], swiftSettings: optimize),
+        // CPU kernels are written for AVX2 + FMA + F16C (any x86-64 server since 2013): the
+        // bf16/f16 widening and FMAs compile to 256-bit vector instructions.
+        .target(name: "CPUBackend", dependencies: ["Tensors"],
+                swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "haswell"])]),
+        .target(name: "CUDADriver", swiftSettings: optimize),
+        .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
+                resources: [.embedInCode("Kernels")], swiftSettings: optimize),
+        .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        .executableTarget(name: "cuda-check",
+                          dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
+                                         "Model", "Checkpoints"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",
@@ -52,5 +62,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),
+        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
+        .testTarget(name: "CUDABackendTests",
+                    dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -41,6 +41,45 @@ public enum WeightKey: Hashable, Sendable {
         }
     }
 
+    /// The key in Hugging Face transformers' layout (`MistralForCausalLM` / `MixtralForCausalLM`).
+    /// wq/wk rows there are permuted for rotate-half RoPE; `MistralCheckpoint` undoes that.
+    public var huggingFaceName: String {
+        switch self {
+        case .tokEmbeddings: return "model.embed_tokens.weight"
+        case .finalNorm: return "model.norm.weight"
+        case .output: return "lm_head.weight"
+        case .attentionNorm(let l): return "model.layers.\(l).input_layernorm.weight"
+        case .ffnNorm(let l): return "model.layers.\(l).post_attention_layernorm.weight"
+        case .wq(let l): return "model.layers.\(l).self_attn.q_proj.weight"
+        case .wk(let l): return "model.layers.\(l).self_attn.k_proj.weight"
+        case .wv(let l): return "model.layers.\(l).self_attn.v_proj.weight"
+        case .wo(let l): return "model.layers.\(l).self_attn.o_proj.weight"
+        case .w1(let l): return "model.layers.\(l).mlp.gate_proj.weight"
+        case .w2(let l): return "model.layers.\(l).mlp.down_proj.weight"
+        case .w3(let l): return "model.layers.\(l).mlp.up_proj.weight"
+        case .moeGate(let l): return "model.layers.\(l).block_sparse_moe.gate.weight"
+        case .expertW1(let l, let e): return "model.layers.\(l).block_sparse_moe.experts.\(e).w1.weight"
+        case .expertW2(let l, let e): return "model.layers.\(l).block_sparse_moe.experts.\(e).w2.weight"
+        case .expertW3(let l, let e): return "model.layers.\(l).block_sparse_moe.experts.\(e).w3.weight"
+        }
+    }
+
+    /// The name in `layout`.
+    public func name(in layout: CheckpointLayout) -> String {
+        layout == .native ? nativeName : huggingFaceName
+    }
+
+    /// Tensors some checkpoints carry that no Mistral model reads (transformers' cached RoPE
+    /// frequencies); loaders skip them instead of reporting them as unexpected.
+    public static func isIgnorable(_ name: String) -> Bool {
+        name.hasSuffix("rotary_emb.inv_freq")
+    }
+
+    /// A name that marks the layout: every native checkpoint has it, no HF one does (and back).
+    static func layoutMarker(_ layout: CheckpointLayout) -> String {
+        WeightKey.tokEmbeddings.name(in: layout)
+    }
+
     /// Expected shape under `config`.
     public func shape(_ c: ModelConfig) -> [Int] {
         switch self {
@@ -72,6 +111,14 @@ public enum WeightKey: Hashable, Sendable {
         keys += [.finalNorm, .output]
         return keys
     }
+}
+
+/// How a checkpoint names its tensors and orders its wq/wk rows.
+public enum CheckpointLayout: String, Sendable, Equatable {
+    /// Mistral's own files: interleaved (complex-pair) RoPE row order.
+    case native
+    /// transformers' files: q/k rows permuted per head for rotate-half RoPE.
+    case huggingFace
 }
 
 /// Where a model's weights come from: a loaded checkpoint, or seeded random weights for benches.

@@ -1,0 +1,105 @@
+import Tensors
+
+extension BackendConformance {
+    /// appendKV then attention on a packed batch with scattered block tables: the worked
+    /// example of `AttentionBatch` (new tokens 5, 7, 2 over caches of 0, 3, 10), a decode-like
+    /// batch (one new token per sequence, long caches), a sliding window, and head dims 64/128.
+    mutating func attentionCases() throws -> [ConformanceResult] {
+        var results: [ConformanceResult] = []
+        let cases: [(name: String, newTokens: [Int], cached: [Int], heads: Int, kvHeads: Int, headDim: Int, window: Int?, blockSize: Int)] = [
+            ("prefill+cache (5,7,2 over 0,3,10)", [5, 7, 2], [0, 3, 10], 8, 2, 128, nil, 4),
+            ("decode (4 seqs, ctx to 300)", [1, 1, 1, 1], [0, 37, 150, 299], 32, 8, 128, nil, 16),
+            ("sliding window 6", [9, 3], [4, 20], 4, 4, 64, 6, 8),
+            ("MQA chunked prefill", [40], [25], 6, 1, 64, nil, 16),
+        ]
+        for c in cases { results += try attentionCase(c.name, newTokens: c.newTokens, cached: c.cached, heads: c.heads,
+                                                      kvHeads: c.kvHeads, headDim: c.headDim, window: c.window, blockSize: c.blockSize) }
+        return results
+    }
+
+    mutating func attentionCase(_ name: String, newTokens: [Int], cached: [Int], heads: Int, kvHeads: Int, headDim: Int,
+                                window: Int?, blockSize: Int) throws -> [ConformanceResult] {
+        let s = newTokens.count
+        let contextLens = zip(newTokens, cached).map { $0 + $1 }
+        let maxBlocks = (contextLens.max()! + blockSize - 1) / blockSize
+        let totalBlocks = contextLens.reduce(0) { $0 + ($1 + blockSize - 1) / blockSize } + 3
+        // Scattered, disjoint block tables (shuffled pool), -1 where unused.
+        var free = Array(0..<totalBlocks).shuffled(using: &rng)
+        var tables = [Int32](repeating: -1, count: s * maxBlocks)
+        for q in 0..<s {
+            for b in 0..<((contextLens[q] + blockSize - 1) / blockSize) { tables[q * maxBlocks + b] = Int32(free.removeLast()) }
+        }
+        let rowWidth = kvHeads * headDim
+        let kPool = Pair(t: try test.makeKVPool(blocks: totalBlocks, blockSize: blockSize, kvHeads: kvHeads, headDim: headDim),
+                         r: try reference.makeKVPool(blocks: totalBlocks, blockSize: blockSize, kvHeads: kvHeads, headDim: headDim))
+        let vPool = Pair(t: try test.makeKVPool(blocks: totalBlocks, blockSize: blockSize, kvHeads: kvHeads, headDim: headDim),
+                         r: try reference.makeKVPool(blocks: totalBlocks, blockSize: blockSize, kvHeads: kvHeads, headDim: headDim))
+        func slot(_ q: Int, _ j: Int) -> Int32 { tables[q * maxBlocks + j / blockSize] * Int32(blockSize) + Int32(j % blockSize) }
+
+        // 1. The cached tokens, appended in one call (as an earlier step would have).
+        let cachedSlots = (0..<s).flatMap { q in (0..<cached[q]).map { slot(q, $0) } }
+        if !cachedSlots.isEmpty {
+            let n = cachedSlots.count
+            let k = try activation(rng.floats(n * rowWidth), [n, kvHeads, headDim])
+            let v = try activation(rng.floats(n * rowWidth), [n, kvHeads, headDim])
+            let sl = try indices(cachedSlots)
+            try test.appendKV(k: k.t, v: v.t, kPool: kPool.t, vPool: vPool.t, slots: sl.t, rows: n, kvHeads: kvHeads, headDim: headDim)
+            try reference.appendKV(k: k.r, v: v.r, kPool: kPool.r, vPool: vPool.r, slots: sl.r, rows: n, kvHeads: kvHeads, headDim: headDim)
+        }
+        // 2. This step's tokens: append, then attend.
+        let t = newTokens.reduce(0, +)
+        var queryStart: [Int32] = [0]
+        var positions: [Int32] = []
+        var newSlots: [Int32] = []
+        for q in 0..<s {
+            queryStart.append(queryStart.last! + Int32(newTokens[q]))
+            for j in cached[q]..<contextLens[q] { positions.append(Int32(j)); newSlots.append(slot(q, j)) }
+        }
+        let k = try activation(rng.floats(t * rowWidth), [t, kvHeads, headDim])
+        let v = try activation(rng.floats(t * rowWidth), [t, kvHeads, headDim])
+        let sl = try indices(newSlots)
+        try test.appendKV(k: k.t, v: v.t, kPool: kPool.t, vPool: vPool.t, slots: sl.t, rows: t, kvHeads: kvHeads, headDim: headDim)
+        try reference.appendKV(k: k.r, v: v.r, kPool: kPool.r, vPool: vPool.r, slots: sl.r, rows: t, kvHeads: kvHeads, headDim: headDim)
+
+        let qs = try indices(queryStart), pos = try indices(positions)
+        let cl = try indices(contextLens.map(Int32.init)), bt = try indices(tables)
+        func batch<T>(_ pick: (Pair) -> T) -> AttentionBatch<T> {
+            AttentionBatch(sequences: s, tokens: t, blockSize: blockSize, maxBlocksPerSequence: maxBlocks,
+                           queryStart: pick(qs), positions: pick(pos), contextLens: pick(cl), blockTables: pick(bt),
+                           hostQueryStart: queryStart, hostContextLens: contextLens.map(Int32.init),
+                           hostPositions: positions, hostBlockTables: tables)
+        }
+        let q = try activation(rng.floats(t * heads * headDim, scale: 2), [t, heads, headDim])
+        let out = try output([t, heads, headDim])
+        try test.attention(q: q.t, kPool: kPool.t, vPool: vPool.t, batch: batch { $0.t }, out: out.t,
+                           heads: heads, kvHeads: kvHeads, headDim: headDim, slidingWindow: window)
+        try reference.attention(q: q.r, kPool: kPool.r, vPool: vPool.r, batch: batch { $0.r }, out: out.r,
+                                heads: heads, kvHeads: kvHeads, headDim: headDim, slidingWindow: window)
+        let shape = "H \(heads), G \(kvHeads), Dh \(headDim), B \(blockSize)"
+        var results = [try compare("attention \(name) (\(shape))", out, count: t * heads * headDim,
+                                   tolerance: ConformanceTolerance.bf16Operands)]
+        // The pools themselves, where both backends can read them back (bf16 vs f32 storage).
+        let poolCount = totalBlocks * blockSize * rowWidth
+        if let a = try? test.readFloats(kPool.t, count: poolCount), let b = try? reference.readFloats(kPool.r, count: poolCount) {
+            let used = (0..<totalBlocks * blockSize).filter { slotIndex in
+                tables.contains(Int32(slotIndex / blockSize)) && usedSlot(slotIndex, tables: tables, maxBlocks: maxBlocks,
+                                                                          blockSize: blockSize, contextLens: contextLens)
+            }
+            let pick = { (x: [Float]) in used.flatMap { x[($0 * rowWidth)..<(($0 + 1) * rowWidth)] } }
+            results.append(ConformanceResult(name: "appendKV k pool \(name)", error: normalisedError(pick(a), pick(b)),
+                                             tolerance: ConformanceTolerance.bf16Operands))
+        }
+        return results
+    }
+
+    /// Whether pool slot `slotIndex` holds a token of some sequence (others are never written).
+    func usedSlot(_ slotIndex: Int, tables: [Int32], maxBlocks: Int, blockSize: Int, contextLens: [Int]) -> Bool {
+        let block = Int32(slotIndex / blockSize), offset = slotIndex % blockSize
+        for q in contextLens.indices {
+            for b in 0..<maxBlocks where tables[q * maxBlocks + b] == block {
+                return b * blockSize + offset < contextLens[q]
+            }
+        }
+        return false
+    }
+}

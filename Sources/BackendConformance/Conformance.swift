@@ -1,0 +1,132 @@
+import Tensors
+
+/// One op compared between a backend under test and the reference backend (the CPU).
+public struct ConformanceResult: Sendable, CustomStringConvertible {
+    public var name: String
+    /// ‖test − reference‖ / ‖reference‖ over all outputs of the case (NaN if any output is NaN,
+    /// e.g. an element the op never wrote: outputs are poisoned with NaN first).
+    public var error: Double
+    public var tolerance: Double
+    /// Extra exact checks (e.g. routed expert ids); empty when they all hold.
+    public var mismatch: String?
+    public var passed: Bool { error.isFinite && error <= tolerance && mismatch == nil }
+
+    public var description: String {
+        let e = error.isFinite ? String(format6(error)) : "NaN"
+        return "\(passed ? "ok  " : "FAIL") \((name.count < 60 ? name + String(repeating: " ", count: 60 - name.count) : name)) err \(e) (tol \(format6(tolerance)))"
+            + (mismatch.map { " — \($0)" } ?? "")
+    }
+}
+
+func format6(_ x: Double) -> String {
+    if x == 0 { return "0" }
+    var exponent = 0
+    var m = abs(x)
+    while m >= 10 { m /= 10; exponent += 1 }
+    while m < 1 { m *= 10; exponent -= 1 }
+    let scaled = (m * 100).rounded() / 100
+    return "\(x < 0 ? "-" : "")\(scaled)e\(exponent)"
+}
+
+/// ‖a − b‖₂ / ‖b‖₂ in f64; NaN when lengths differ or anything is NaN.
+public func normalisedError(_ a: [Float], _ b: [Float]) -> Double {
+    guard a.count == b.count else { return .nan }
+    var diff = 0.0, norm = 0.0
+    for i in a.indices {
+        let d = Double(a[i]) - Double(b[i])
+        diff += d * d
+        norm += Double(b[i]) * Double(b[i])
+    }
+    if diff.isNaN || norm.isNaN { return .nan }
+    return norm == 0 ? (diff == 0 ? 0 : .infinity) : (diff / norm).squareRoot()
+}
+
+/// SplitMix64: small, seedable, the same sequence everywhere (so a failing seed reproduces).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-scale, scale), never exactly zero-filled data.
+    public mutating func floats(_ n: Int, scale: Float = 1) -> [Float] {
+        (0..<n).map { _ in Float.random(in: -scale..<scale, using: &self) }
+    }
+}
+
+/// Tolerances (issue 5): paths with bf16 operands ≤ 1e-2; pure f32 paths ≤ 1e-4.
+public enum ConformanceTolerance {
+    public static let bf16Operands = 1e-2
+    public static let f32 = 1e-4
+    public static let exact = 1e-6
+}
+
+/// Runs every `ComputeBackend` op on `test` and on `reference` with the same fresh random inputs
+/// (seeded; never zeros) and compares the outputs by normalised error.
+///
+/// Outputs of `test` are poisoned with NaN before each op, so an element the op fails to write
+/// shows up as NaN and fails the case. Weights are bf16 unless a case says otherwise.
+public struct BackendConformance<Test: ComputeBackend, Reference: ComputeBackend> {
+    public let test: Test
+    public let reference: Reference
+    public let seed: UInt64
+    var rng: SplitMix64
+
+    public init(test: Test, reference: Reference, seed: UInt64) {
+        self.test = test
+        self.reference = reference
+        self.seed = seed
+        rng = SplitMix64(seed: seed)
+    }
+
+    // MARK: paired buffers
+
+    /// The same buffer on both backends.
+    struct Pair {
+        let t: Test.Tensor
+        let r: Reference.Tensor
+    }
+
+    func weight(_ values: [Float], _ shape: [Int], _ dtype: DType = .bf16) throws -> Pair {
+        let host = HostTensor.owning(values, shape: shape, dtype: dtype)
+        return Pair(t: try test.upload(host), r: try reference.upload(host))
+    }
+
+    func stacked(_ parts: [[Float]], _ shape: [Int], _ dtype: DType = .bf16) throws -> Pair {
+        let hosts = parts.map { HostTensor.owning($0, shape: shape, dtype: dtype) }
+        return Pair(t: try test.upload(stacking: hosts), r: try reference.upload(stacking: hosts))
+    }
+
+    func activation(_ values: [Float], _ shape: [Int]) throws -> Pair {
+        let p = Pair(t: try test.makeActivation(shape), r: try reference.makeActivation(shape))
+        try test.write(values, to: p.t)
+        try reference.write(values, to: p.r)
+        return p
+    }
+
+    /// An output buffer; the test side is filled with NaN.
+    func output(_ shape: [Int]) throws -> Pair {
+        let n = shape.reduce(1, *)
+        return try activation([Float](repeating: .nan, count: n), shape)
+    }
+
+    func indices(_ values: [Int32]) throws -> Pair {
+        let p = Pair(t: try test.makeIndices(max(values.count, 1)), r: try reference.makeIndices(max(values.count, 1)))
+        try test.write(values, to: p.t)
+        try reference.write(values, to: p.r)
+        return p
+    }
+
+    func read(_ p: Pair, _ count: Int) throws -> (test: [Float], reference: [Float]) {
+        (try test.readFloats(p.t, count: count), try reference.readFloats(p.r, count: count))
+    }
+
+    func compare(_ name: String, _ p: Pair, count: Int, tolerance: Double) throws -> ConformanceResult {
+        let (a, b) = try read(p, count)
+        return ConformanceResult(name: name, error: normalisedError(a, b), tolerance: tolerance)
+    }
+}

@@ -1,0 +1,214 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Tensors
+
+// Legend: T tokens, D model dim, H query heads, G KV heads, Dh head dim, V vocabulary,
+// N KV blocks, B tokens per block.
+
+extension CPUBackend {
+    /// Splits `count` elements into about four contiguous chunks per thread (at least `minimum`
+    /// elements each) and runs `body(range)` on the pool; tiny inputs run inline.
+    @inline(__always)
+    func parallelRanges(_ count: Int, minimum: Int = 16_384, _ body: (Range<Int>) -> Void) {
+        let chunks = min(max(1, count / minimum), threadCount * 4)
+        if chunks <= 1 {
+            body(0..<count)
+            return
+        }
+        let chunk = (count + chunks - 1) / chunks
+        pool.run(tasks: chunks) { task, _ in
+            let start = task * chunk
+            body(start..<min(start + chunk, count))
+        }
+    }
+
+    // MARK: embed / gather
+
+    public func embed(ids: CPUTensor, table: CPUTensor, out: CPUTensor, rows: Int, dim: Int) throws {
+        guard let vocab = table.shape.first, table.partCount % max(dim, 1) == 0, vocab * dim == table.count else {
+            throw BackendError.shapeMismatch("embed: table \(table.shape) is not (V, \(dim))")
+        }
+        try checkWeight(table, elements: vocab * dim, "embed table")
+        try checkIndices(ids, count: rows, below: vocab, "embed ids")
+        try check(out, .f32, atLeast: rows * dim, "embed out")
+        locked {
+            let base = UnsafeRawPointer(table.base)
+            for t in 0..<rows {
+                let row = Int(ids.ints[t]) * dim
+                let dst = out.floats + t * dim
+                switch table.dtype {
+                case .bf16: for i in 0..<dim { dst[i] = BF16Element.load1(base, row + i) }
+                case .f16: for i in 0..<dim { dst[i] = F16Element.load1(base, row + i) }
+                case .f32, .i32: for i in 0..<dim { dst[i] = F32Element.load1(base, row + i) }
+                }
+            }
+        }
+    }
+
+    public func gatherRows(_ x: CPUTensor, rows: CPUTensor, out: CPUTensor, count: Int, dim: Int) throws {
+        try check(x, .f32, atLeast: 0, "gatherRows x")
+        try checkIndices(rows, count: count, below: x.count / max(dim, 1), "gatherRows rows")
+        try check(out, .f32, atLeast: count * dim, "gatherRows out")
+        locked {
+            for s in 0..<count {
+                (out.floats + s * dim).update(from: x.floats + Int(rows.ints[s]) * dim, count: dim)
+            }
+        }
+    }
+
+    // MARK: normalisation and elementwise
+
+    public func rmsNorm(_ x: CPUTensor, weight: CPUTensor, eps: Float, out: CPUTensor, rows: Int, dim: Int) throws {
+        try check(x, .f32, atLeast: rows * dim, "rmsNorm x")
+        try checkWeight(weight, elements: dim, "rmsNorm weight")
+        try check(out, .f32, atLeast: rows * dim, "rmsNorm out")
+        guard dim > 0 else { return }
+        locked {
+            func normalise(_ t: Int) {
+                let src = x.floats + t * dim, dst = out.floats + t * dim
+                switch weight.dtype {
+                case .bf16: rmsNormRow(BF16Element.self, src, weight.base, eps, dst, dim)
+                case .f16: rmsNormRow(F16Element.self, src, weight.base, eps, dst, dim)
+                case .f32, .i32: rmsNormRow(F32Element.self, src, weight.base, eps, dst, dim)
+                }
+            }
+            if rows * dim < 65_536 {
+                for t in 0..<rows { normalise(t) }
+            } else {
+                pool.run(tasks: rows) { t, _ in normalise(t) }
+            }
+        }
+    }
+
+    public func swiGLU(gate: CPUTensor, up: CPUTensor, out: CPUTensor, count: Int) throws {
+        try check(gate, .f32, atLeast: count, "swiGLU gate")
+        try check(up, .f32, atLeast: count, "swiGLU up")
+        try check(out, .f32, atLeast: count, "swiGLU out")
+        locked {
+            parallelRanges(count) { range in
+                swiGLURange(gate.floats, up.floats, out.floats, range)
+            }
+        }
+    }
+
+    public func add(_ x: CPUTensor, _ y: CPUTensor, count: Int) throws {
+        try check(x, .f32, atLeast: count, "add x")
+        try check(y, .f32, atLeast: count, "add y")
+        locked {
+            parallelRanges(count, minimum: 65_536) { range in
+                axpy(1, y.floats + range.lowerBound, x.floats + range.lowerBound, range.count)
+            }
+        }
+    }
+
+    // MARK: rotary embedding and KV append
+
+    public func rope(_ x: CPUTensor, positions: CPUTensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
+        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope: head dim \(headDim) is odd") }
+        try check(x, .f32, atLeast: rows * heads * headDim, "rope x")
+        try check(positions, .i32, atLeast: rows, "rope positions")
+        let pairs = headDim / 2
+        try locked {
+            // (T, Dh/2) cos then (T, Dh/2) sin, then (Dh/2) inverse frequencies θ^(−2i/Dh). The
+            // angle is formed in Double so large positions keep full precision, then rounded once.
+            let table = try scratch.shared[0].reserve(2 * max(1, rows * pairs))
+            let inverseFrequency = try scratch.sharedDoubles.reserve(pairs)
+            for i in 0..<pairs { inverseFrequency[i] = pow(Double(theta), -Double(2 * i) / Double(headDim)) }
+            for t in 0..<rows {
+                let position = Double(positions.ints[t])
+                for i in 0..<pairs {
+                    let angle = position * inverseFrequency[i]
+                    table[t * pairs + i] = Float(cos(angle))
+                    table[rows * pairs + t * pairs + i] = Float(sin(angle))
+                }
+            }
+            for t in 0..<rows {
+                let c = table + t * pairs
+                let s = table + rows * pairs + t * pairs
+                for h in 0..<heads {
+                    let v = x.floats + (t * heads + h) * headDim
+                    for i in 0..<pairs {
+                        let re = v[2 * i], im = v[2 * i + 1]
+                        v[2 * i] = re * c[i] - im * s[i]
+                        v[2 * i + 1] = re * s[i] + im * c[i]
+                    }
+                }
+            }
+        }
+    }
+
+    public func appendKV(k: CPUTensor, v: CPUTensor, kPool: CPUTensor, vPool: CPUTensor, slots: CPUTensor,
+                         rows: Int, kvHeads: Int, headDim: Int) throws {
+        let width = kvHeads * headDim
+        try check(k, .f32, atLeast: rows * width, "appendKV k")
+        try check(v, .f32, atLeast: rows * width, "appendKV v")
+        try check(kPool, .f32, atLeast: width, "appendKV kPool")
+        try check(vPool, .f32, atLeast: kPool.count, "appendKV vPool")
+        guard kPool.shape.count == 4, kPool.shape[2] * kPool.shape[3] == width else {
+            throw BackendError.shapeMismatch("appendKV: pool \(kPool.shape) does not hold \(kvHeads)×\(headDim) per slot")
+        }
+        try checkIndices(slots, count: rows, below: kPool.count / width, "appendKV slots")
+        locked {
+            for t in 0..<rows {
+                let slot = Int(slots.ints[t]) * width
+                (kPool.floats + slot).update(from: k.floats + t * width, count: width)
+                (vPool.floats + slot).update(from: v.floats + t * width, count: width)
+            }
+        }
+    }
+
+    // MARK: matmul
+
+    public func matmul(_ x: CPUTensor, weight: CPUTensor, out: CPUTensor, rows: Int, inDim: Int, outDim: Int) throws {
+        try check(x, .f32, atLeast: rows * inDim, "matmul x")
+        try checkWeight(weight, elements: outDim * inDim, "matmul weight (\(outDim), \(inDim))")
+        try check(out, .f32, atLeast: rows * outDim, "matmul out")
+        guard rows > 0, outDim > 0 else { return }
+        locked {
+            let plan = TilePlan(outRows: outDim, tokens: rows, threads: threadCount)
+            let sink = StoreSink(out: out.floats, stride: outDim)
+            let dtype = weight.dtype
+            let w = UnsafeRawPointer(weight.base)
+            let xs = UnsafePointer(x.floats)
+            pool.run(tasks: plan.tasks) { task, _ in
+                let (rowRange, tokenRange) = plan.ranges(task: task, outRows: outDim, tokens: rows)
+                let shifted = StoreSink(out: sink.out + tokenRange.lowerBound * outDim, stride: outDim)
+                gemmTile(dtype: dtype, weight: w, inDim: inDim, rows: rowRange,
+                         x: xs + tokenRange.lowerBound * inDim, xStride: inDim,
+                         tokens: tokenRange.count, sink: shifted)
+            }
+        }
+    }
+}
+
+/// out = x / sqrt(mean(x²) + eps) · w for one row, in f32 (x and out may alias).
+@inline(__always)
+func rmsNormRow<W: WeightElement>(_: W.Type, _ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ eps: Float,
+                                  _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+    let meanSquare = dotF32(x, x, n) / Float(n)
+    let inv = 1 / (meanSquare + eps).squareRoot()
+    let invV = SIMD8<Float>(repeating: inv)
+    var i = 0
+    while i &+ 8 <= n {
+        let y = loadF32x8(x, i) * invV * W.load8(w, i)
+        UnsafeMutableRawPointer(out + i).storeBytes(of: y, as: SIMD8<Float>.self)
+        i &+= 8
+    }
+    while i < n {
+        out[i] = x[i] * inv * W.load1(w, i)
+        i &+= 1
+    }
+}
+
+/// out = silu(gate) · up = gate / (1 + e^−gate) · up over `range`.
+@inline(__always)
+func swiGLURange(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                 _ range: Range<Int>) {
+    for i in range {
+        let g = gate[i]
+        out[i] = g / (1 + expf(-g)) * up[i]
+    }
+}

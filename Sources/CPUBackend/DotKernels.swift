@@ -1,0 +1,200 @@
+import Tensors
+
+/// Loading weights of one stored dtype as f32 SIMD vectors.
+///
+/// The kernels are generic over this protocol so that each dtype gets its own specialised inner
+/// loop (the dtype switch happens once per op, never per element). Widening happens in
+/// registers: bf16 is the top half of an f32 (`UInt32(bits) << 16`, one vpmovzxwd + vpslld),
+/// f16 uses the F16C conversion (vcvtph2ps), so weights are streamed at their stored size.
+protocol WeightElement {
+    /// Bytes per stored element.
+    static var stride: Int { get }
+    /// Elements i..<i+8 of the row at `p`, widened to f32.
+    static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float>
+    /// Element i of the row at `p`, widened to f32.
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float
+}
+
+enum BF16Element: WeightElement {
+    static var stride: Int { 2 }
+    @inline(__always)
+    static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let raw = p.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<UInt16>.self)
+        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: raw) &<< 16, to: SIMD8<Float>.self)
+    }
+    @inline(__always)
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)) << 16)
+    }
+}
+
+enum F16Element: WeightElement {
+    static var stride: Int { 2 }
+    @inline(__always)
+    static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        SIMD8<Float>(p.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<Float16>.self))
+    }
+    @inline(__always)
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(p.loadUnaligned(fromByteOffset: i &* 2, as: Float16.self))
+    }
+}
+
+enum F32Element: WeightElement {
+    static var stride: Int { 4 }
+    @inline(__always)
+    static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        p.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+    }
+    @inline(__always)
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        p.loadUnaligned(fromByteOffset: i &* 4, as: Float.self)
+    }
+}
+
+@inline(__always)
+func loadF32x8(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+    UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+/// The one summation order every dot product in this backend uses, so that a result does not
+/// depend on which kernel computed it (one token or four, any thread split, any batch
+/// composition): two SIMD8 accumulators taking alternate 8-element slices (i / 8 even → a,
+/// odd → b), then `hsum(a + b)`, then the < 8 leftover elements one by one with FMA.
+/// Two independent FMA chains also keep a core ahead of its share of memory bandwidth.
+@inline(__always)
+func hsum(_ v: SIMD8<Float>) -> Float {
+    let h = v.lowHalf + v.highHalf
+    let q = h.lowHalf + h.highHalf
+    return q[0] + q[1]
+}
+
+/// Σ w[i]·x[i] for one weight row against one activation row, in the canonical order (`hsum`).
+@inline(__always)
+func dotRow<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var a = SIMD8<Float>(), b = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        a = a.addingProduct(W.load8(w, i), loadF32x8(x, i))
+        b = b.addingProduct(W.load8(w, i &+ 8), loadF32x8(x, i &+ 8))
+        i &+= 16
+    }
+    if i &+ 8 <= n {
+        a = a.addingProduct(W.load8(w, i), loadF32x8(x, i))
+        i &+= 8
+    }
+    var sum = hsum(a + b)
+    while i < n {
+        sum = sum.addingProduct(W.load1(w, i), x[i])
+        i &+= 1
+    }
+    return sum
+}
+
+/// Two weight rows against one activation row, each in the canonical order: the activation
+/// slice is loaded once for both rows (decode matvec; halves the cache traffic for x).
+@inline(__always)
+func dotRow2<W: WeightElement>(_: W.Type, _ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer,
+                               _ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        let xa = loadF32x8(x, i), xb = loadF32x8(x, i &+ 8)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        b0 = b0.addingProduct(W.load8(w0, i &+ 8), xb)
+        b1 = b1.addingProduct(W.load8(w1, i &+ 8), xb)
+        i &+= 16
+    }
+    if i &+ 8 <= n {
+        let xa = loadF32x8(x, i)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        i &+= 8
+    }
+    var s0 = hsum(a0 + b0), s1 = hsum(a1 + b1)
+    while i < n {
+        s0 = s0.addingProduct(W.load1(w0, i), x[i])
+        s1 = s1.addingProduct(W.load1(w1, i), x[i])
+        i &+= 1
+    }
+    return (s0, s1)
+}
+
+/// One weight row against four activation rows at once, each in the canonical order: the row is
+/// widened once and used four times, so prefill reads each weight once per four tokens (and the
+/// tile loop around it keeps the row in cache for the rest of the token block).
+@inline(__always)
+func dotRow4<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x0: UnsafePointer<Float>,
+                               _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                               _ x3: UnsafePointer<Float>, _ n: Int) -> SIMD4<Float> {
+    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+    var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        let wa = W.load8(w, i)
+        let wb = W.load8(w, i &+ 8)
+        a0 = a0.addingProduct(wa, loadF32x8(x0, i))
+        a1 = a1.addingProduct(wa, loadF32x8(x1, i))
+        a2 = a2.addingProduct(wa, loadF32x8(x2, i))
+        a3 = a3.addingProduct(wa, loadF32x8(x3, i))
+        b0 = b0.addingProduct(wb, loadF32x8(x0, i &+ 8))
+        b1 = b1.addingProduct(wb, loadF32x8(x1, i &+ 8))
+        b2 = b2.addingProduct(wb, loadF32x8(x2, i &+ 8))
+        b3 = b3.addingProduct(wb, loadF32x8(x3, i &+ 8))
+        i &+= 16
+    }
+    if i &+ 8 <= n {
+        let wa = W.load8(w, i)
+        a0 = a0.addingProduct(wa, loadF32x8(x0, i))
+        a1 = a1.addingProduct(wa, loadF32x8(x1, i))
+        a2 = a2.addingProduct(wa, loadF32x8(x2, i))
+        a3 = a3.addingProduct(wa, loadF32x8(x3, i))
+        i &+= 8
+    }
+    var s = SIMD4<Float>(hsum(a0 + b0), hsum(a1 + b1), hsum(a2 + b2), hsum(a3 + b3))
+    while i < n {
+        let wi = W.load1(w, i)
+        s = s.addingProduct(SIMD4(repeating: wi), SIMD4(x0[i], x1[i], x2[i], x3[i]))
+        i &+= 1
+    }
+    return s
+}
+
+/// Dot product of two f32 vectors (attention scores).
+@inline(__always)
+func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    dotRow(F32Element.self, UnsafeRawPointer(a), b, n)
+}
+
+/// y[i] += s · x[i] over n floats (attention value accumulation, expert combination).
+@inline(__always)
+func axpy(_ s: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let sv = SIMD8<Float>(repeating: s)
+    var i = 0
+    while i &+ 8 <= n {
+        let r = UnsafeMutableRawPointer(y + i)
+        r.storeBytes(of: r.loadUnaligned(as: SIMD8<Float>.self).addingProduct(sv, loadF32x8(x, i)), as: SIMD8<Float>.self)
+        i &+= 8
+    }
+    while i < n {
+        y[i] += s * x[i]
+        i &+= 1
+    }
+}
+
+/// y[i] *= s over n floats.
+@inline(__always)
+func scale(_ y: UnsafeMutablePointer<Float>, _ s: Float, _ n: Int) {
+    let sv = SIMD8<Float>(repeating: s)
+    var i = 0
+    while i &+ 8 <= n {
+        let r = UnsafeMutableRawPointer(y + i)
+        r.storeBytes(of: r.loadUnaligned(as: SIMD8<Float>.self) * sv, as: SIMD8<Float>.self)
+        i &+= 8
+    }
+    while i < n {
+        y[i] *= s
+        i &+= 1
+    }
+}

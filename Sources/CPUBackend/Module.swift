@@ -1,1 +1,0 @@
-// The CPUBackend module; see docs/architecture.md.

@@ -1,0 +1,96 @@
+import Foundation
+import CUDADriver
+
+/// out = x · Wᵀ through cuBLASLt, bf16 operands, f32 accumulation and output.
+///
+/// Row-major to cuBLAS's column-major: W (N, K) row-major is a K×N column-major matrix, used
+/// transposed (op A = T); x (T, K) row-major is K×T column-major (op B = N); the product is the
+/// N×T column-major matrix, which is out (T, N) row-major. One plan (descriptors + heuristic
+/// algorithm) per (T, K, N), made on first use and kept.
+final class BLASLtMatmul: @unchecked Sendable {
+    // @unchecked: `plans` is only touched under `lock`; the handle is used with one stream.
+    static let workspaceBytes = 32 << 20
+
+    let api: CuBLASLt
+    let handle: CuBLASLt.Handle
+    private let lock = NSLock()
+    private var plans: [PlanKey: Plan] = [:]
+
+    struct PlanKey: Hashable { let rows: Int, inDim: Int, outDim: Int }
+
+    final class Plan {
+        let desc: CuBLASLt.Handle
+        let a: CuBLASLt.Handle, b: CuBLASLt.Handle, c: CuBLASLt.Handle
+        let algo: UnsafeMutableRawPointer   // cublasLtMatmulHeuristicResult_t (its algo is first)
+        let workspaceNeeded: Int
+        let api: CuBLASLt
+        init(desc: CuBLASLt.Handle, a: CuBLASLt.Handle, b: CuBLASLt.Handle, c: CuBLASLt.Handle,
+             algo: UnsafeMutableRawPointer, workspaceNeeded: Int, api: CuBLASLt) {
+            self.desc = desc; self.a = a; self.b = b; self.c = c
+            self.algo = algo; self.workspaceNeeded = workspaceNeeded; self.api = api
+        }
+        deinit {
+            _ = api.cublasLtMatmulDescDestroy(desc)
+            _ = api.cublasLtMatrixLayoutDestroy(a); _ = api.cublasLtMatrixLayoutDestroy(b); _ = api.cublasLtMatrixLayoutDestroy(c)
+            algo.deallocate()
+        }
+    }
+
+    init(api: CuBLASLt, device: CUDADevice) throws {
+        self.api = api
+        try device.makeCurrent()
+        var h: CuBLASLt.Handle?
+        try api.check(api.cublasLtCreate(&h), "cublasLtCreate")
+        guard let h else { throw CUDADriverError.cublas(function: "cublasLtCreate", code: -1, name: "null handle") }
+        handle = h
+    }
+
+    deinit {
+        plans.removeAll()
+        _ = api.cublasLtDestroy(handle)
+    }
+
+    private func plan(rows: Int, inDim: Int, outDim: Int) throws -> Plan {
+        try lock.withLock {
+            let key = PlanKey(rows: rows, inDim: inDim, outDim: outDim)
+            if let p = plans[key] { return p }
+            var desc: CuBLASLt.Handle?
+            try api.check(api.cublasLtMatmulDescCreate(&desc, CuBLASLt.computeF32, CuBLASLt.dataTypeF32), "cublasLtMatmulDescCreate")
+            var transA = CuBLASLt.opT, transB = CuBLASLt.opN
+            try api.check(api.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransA, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
+            try api.check(api.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
+            var a: CuBLASLt.Handle?, b: CuBLASLt.Handle?, c: CuBLASLt.Handle?
+            try api.check(api.cublasLtMatrixLayoutCreate(&a, CuBLASLt.dataTypeBF16, UInt64(inDim), UInt64(outDim), Int64(inDim)), "cublasLtMatrixLayoutCreate(W)")
+            try api.check(api.cublasLtMatrixLayoutCreate(&b, CuBLASLt.dataTypeBF16, UInt64(inDim), UInt64(rows), Int64(inDim)), "cublasLtMatrixLayoutCreate(x)")
+            try api.check(api.cublasLtMatrixLayoutCreate(&c, CuBLASLt.dataTypeF32, UInt64(outDim), UInt64(rows), Int64(outDim)), "cublasLtMatrixLayoutCreate(out)")
+            var pref: CuBLASLt.Handle?
+            try api.check(api.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate")
+            defer { _ = api.cublasLtMatmulPreferenceDestroy(pref) }
+            var ws = UInt64(Self.workspaceBytes)
+            try api.check(api.cublasLtMatmulPreferenceSetAttribute(pref, CuBLASLt.prefMaxWorkspaceBytes, &ws, 8), "cublasLtMatmulPreferenceSetAttribute")
+            let result = UnsafeMutableRawPointer.allocate(byteCount: CuBLASLt.heuristicResultSize, alignment: 16)
+            result.initializeMemory(as: UInt8.self, repeating: 0, count: CuBLASLt.heuristicResultSize)
+            var found: Int32 = 0
+            let status = api.cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, c, c, pref, 1, result, &found)
+            guard status == 0, found > 0, let desc, let a, let b, let c else {
+                result.deallocate()
+                throw CUDADriverError.cublas(function: "cublasLtMatmulAlgoGetHeuristic(T=\(rows), K=\(inDim), N=\(outDim)) found \(found)",
+                                             code: status, name: api.statusName(status))
+            }
+            let p = Plan(desc: desc, a: a, b: b, c: c, algo: result,
+                         workspaceNeeded: result.load(fromByteOffset: 64, as: Int.self), api: api)
+            plans[key] = p
+            return p
+        }
+    }
+
+    /// Queues out (T, N) f32 = x (T, K) bf16 · W (N, K) bf16ᵀ on `stream`.
+    func multiply(x: CUdeviceptr, weight: CUdeviceptr, out: CUdeviceptr, rows: Int, inDim: Int, outDim: Int,
+                  workspace: CUdeviceptr, stream: CUhandle) throws {
+        let p = try plan(rows: rows, inDim: inDim, outDim: outDim)
+        var alpha: Float = 1, beta: Float = 0
+        try api.check(api.cublasLtMatmul(handle, p.desc, &alpha, weight, p.a, x, p.b, &beta, out, p.c, out, p.c,
+                                         p.algo, workspace, Self.workspaceBytes, stream),
+                      "cublasLtMatmul(T=\(rows), K=\(inDim), N=\(outDim))")
+    }
+}

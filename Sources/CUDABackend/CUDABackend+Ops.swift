@@ -1,0 +1,218 @@
+import CUDADriver
+import Tensors
+
+/// The model ops (semantics and shapes: the doc comments of `ComputeBackend`). Each checks its
+/// buffers' sizes, then queues kernels on the stream; none waits for the device.
+extension CUDABackend {
+    public func embed(ids: CUDATensor, table: CUDATensor, out: CUDATensor, rows: Int, dim: Int) throws {
+        try require(ids, rows, [.i32], "embed ids")
+        try require(out, rows * dim, [.f32], "embed out")
+        guard table.shape.count == 2, table.shape[1] == dim else {
+            throw BackendError.shapeMismatch("embedding table \(table.shape), expected (V, \(dim))")
+        }
+        try require(table, table.shape[0] * dim, weightDTypes, "embedding table")
+        guard rows > 0 else { return }
+        try launch(.embed(table.dtype), grid: gridFor(rows * dim),
+                   [.pointer(ids.pointer), .pointer(table.pointer), .pointer(out.pointer),
+                    .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(table.shape[0]))])
+    }
+
+    public func rmsNorm(_ x: CUDATensor, weight: CUDATensor, eps: Float, out: CUDATensor, rows: Int, dim: Int) throws {
+        try require(x, rows * dim, [.f32], "rmsNorm x")
+        try require(out, rows * dim, [.f32], "rmsNorm out")
+        try require(weight, dim, weightDTypes, "rmsNorm weight")
+        guard rows > 0 else { return }
+        try launch(.rmsNorm(weight.dtype), grid: (rows, 1, 1),
+                   [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer), .int32(Int32(dim)), .float(eps)])
+    }
+
+    public func matmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
+        try require(x, rows * inDim, [.f32], "matmul x")
+        try require(out, rows * outDim, [.f32], "matmul out")
+        try require(weight, outDim * inDim, weightDTypes, "matmul weight")
+        guard rows > 0 else { return }
+        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
+            try launch(.gemv(rows), grid: ((outDim + 7) / 8, 1, 1),
+                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                        .int32(Int32(inDim)), .int32(Int32(outDim))])
+        } else if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+            let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
+            try launch(.convertToBF16, grid: gridFor(rows * inDim),
+                       [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * inDim))])
+            let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
+            try blas.multiply(x: xb, weight: weight.pointer, out: out.pointer, rows: rows, inDim: inDim, outDim: outDim,
+                              workspace: workspace, stream: stream)
+        } else {
+            try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1),
+                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                        .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))])
+        }
+    }
+
+    public func rope(_ x: CUDATensor, positions: CUDATensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
+        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope head dim \(headDim) is odd") }
+        try require(x, rows * heads * headDim, [.f32], "rope x")
+        try require(positions, rows, [.i32], "rope positions")
+        guard rows > 0 else { return }
+        try launch(.rope, grid: gridFor(rows * heads * headDim / 2),
+                   [.pointer(x.pointer), .pointer(positions.pointer), .int32(Int32(rows)), .int32(Int32(heads)),
+                    .int32(Int32(headDim)), .float(theta)])
+    }
+
+    public func appendKV(k: CUDATensor, v: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, slots: CUDATensor,
+                         rows: Int, kvHeads: Int, headDim: Int) throws {
+        try require(k, rows * kvHeads * headDim, [.f32], "appendKV k")
+        try require(v, rows * kvHeads * headDim, [.f32], "appendKV v")
+        try require(slots, rows, [.i32], "appendKV slots")
+        try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
+        try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
+        guard rows > 0 else { return }
+        try launch(.appendKV, grid: gridFor(rows * kvHeads * headDim),
+                   [.pointer(k.pointer), .pointer(v.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                    .pointer(slots.pointer), .int32(Int32(rows)), .int32(Int32(kvHeads)), .int32(Int32(headDim))])
+    }
+
+    private func checkPool(_ pool: CUDATensor, kvHeads: Int, headDim: Int, _ what: String) throws {
+        guard pool.dtype == .bf16, pool.shape.count == 4, pool.shape[2] == kvHeads, pool.shape[3] == headDim else {
+            throw BackendError.shapeMismatch("\(what) is \(pool.dtype.rawValue) \(pool.shape), expected bf16 (N, B, \(kvHeads), \(headDim))")
+        }
+    }
+
+    public func attention(q: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, batch: AttentionBatch<CUDATensor>,
+                          out: CUDATensor, heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws {
+        guard kvHeads > 0, heads % kvHeads == 0 else {
+            throw BackendError.shapeMismatch("attention: \(heads) query heads do not split into \(kvHeads) KV heads")
+        }
+        let t = batch.tokens
+        try require(q, t * heads * headDim, [.f32], "attention q")
+        try require(out, t * heads * headDim, [.f32], "attention out")
+        try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
+        try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
+        guard kPool.shape[1] == batch.blockSize else {
+            throw BackendError.shapeMismatch("attention: pool block size \(kPool.shape[1]) ≠ batch block size \(batch.blockSize)")
+        }
+        try require(batch.queryStart, batch.sequences + 1, [.i32], "attention queryStart")
+        try require(batch.positions, t, [.i32], "attention positions")
+        try require(batch.blockTables, batch.sequences * batch.maxBlocksPerSequence, [.i32], "attention blockTables")
+        guard t > 0, batch.sequences > 0 else { return }
+        let group = heads / kvHeads
+        let tile = headDim <= 128 ? 32 : 16
+        let floats = 2 * group * headDim + tile * (headDim + 1) + tile * headDim + group * tile + 3 * group
+        let shared = floats * 4
+        // Split-KV when (T × G) blocks cannot fill the GPU: each split takes a share of the keys.
+        let blocks = t * kvHeads
+        let maxContext = Int(batch.hostContextLens.prefix(batch.sequences).max() ?? 1)
+        var splits = 1
+        if decodeKernels, blocks < 2 * device.multiprocessors {
+            splits = max(1, min((2 * device.multiprocessors + blocks - 1) / blocks, (maxContext + 63) / 64, 64))
+        }
+        let partials = t * heads * splits
+        let pm = splits > 1 ? try scratch(.attnMax, bytes: partials * 4) : 0
+        let pl = splits > 1 ? try scratch(.attnSum, bytes: partials * 4) : 0
+        let pacc = splits > 1 ? try scratch(.attnAcc, bytes: partials * headDim * 4) : 0
+        let f = try kernels.function(.attention)
+        if shared > 48 * 1024 {
+            try device.api.check(device.api.cuFuncSetAttribute(f, 8, Int32(shared)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+                                 "cuFuncSetAttribute(attention_paged, \(shared) bytes shared)")
+        }
+        try device.launch(f, grid: (t, kvHeads, splits), block: (128, 1, 1), sharedBytes: shared, stream: stream,
+                          arguments: [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                                      .pointer(batch.queryStart.pointer), .pointer(batch.positions.pointer),
+                                      .pointer(batch.blockTables.pointer), .pointer(out.pointer),
+                                      .int32(Int32(batch.sequences)), .int32(Int32(heads)), .int32(Int32(kvHeads)),
+                                      .int32(Int32(headDim)), .int32(Int32(batch.blockSize)),
+                                      .int32(Int32(batch.maxBlocksPerSequence)), .int32(Int32(slidingWindow ?? 0)),
+                                      .int32(Int32(tile)), .float(1 / Float(headDim).squareRoot()),
+                                      .int32(Int32(splits)), .pointer(pm), .pointer(pl), .pointer(pacc)],
+                          label: "attention_paged")
+        if splits > 1 {
+            guard headDim <= 1024 else { throw BackendError.unsupported("split-KV attention with head dim \(headDim) > 1024") }
+            try launch(.attentionMerge, grid: (t, heads, 1), block: (headDim, 1, 1),
+                       [.pointer(pm), .pointer(pl), .pointer(pacc), .pointer(out.pointer),
+                        .int32(Int32(heads)), .int32(Int32(headDim)), .int32(Int32(splits))])
+        }
+    }
+
+    public func swiGLU(gate: CUDATensor, up: CUDATensor, out: CUDATensor, count: Int) throws {
+        try require(gate, count, [.f32], "swiGLU gate")
+        try require(up, count, [.f32], "swiGLU up")
+        try require(out, count, [.f32], "swiGLU out")
+        guard count > 0 else { return }
+        try launch(.swiglu, grid: gridFor(count),
+                   [.pointer(gate.pointer), .pointer(up.pointer), .pointer(out.pointer), .int64(Int64(count))])
+    }
+
+    public func add(_ x: CUDATensor, _ y: CUDATensor, count: Int) throws {
+        try require(x, count, [.f32], "add x")
+        try require(y, count, [.f32], "add y")
+        guard count > 0 else { return }
+        try launch(.add, grid: gridFor(count), [.pointer(x.pointer), .pointer(y.pointer), .int64(Int64(count))])
+    }
+
+    public func moeRoute(logits: CUDATensor, ids: CUDATensor, weights: CUDATensor, rows: Int, experts: Int, topK: Int) throws {
+        guard topK >= 1, topK <= experts else { throw BackendError.shapeMismatch("moeRoute: top-\(topK) of \(experts) experts") }
+        try require(logits, rows * experts, [.f32], "moeRoute logits")
+        try require(ids, rows * topK, [.i32], "moeRoute ids")
+        try require(weights, rows * topK, [.f32], "moeRoute weights")
+        guard rows > 0 else { return }
+        try launch(.moeRoute, grid: ((rows + 127) / 128, 1, 1), block: (128, 1, 1),
+                   [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer),
+                    .int32(Int32(rows)), .int32(Int32(experts)), .int32(Int32(topK))])
+    }
+
+    public func moeExperts(_ x: CUDATensor, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, ids: CUDATensor, weights: CUDATensor,
+                           out: CUDATensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
+        try require(x, rows * dim, [.f32], "moeExperts x")
+        try require(out, rows * dim, [.f32], "moeExperts out")
+        try require(ids, rows * topK, [.i32], "moeExperts ids")
+        try require(weights, rows * topK, [.f32], "moeExperts weights")
+        for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
+            try require(w, experts * hidden * dim, weightDTypes, "moeExperts \(name)")
+        }
+        guard w1.dtype == w2.dtype, w1.dtype == w3.dtype else {
+            throw BackendError.shapeMismatch("moeExperts: w1/w2/w3 dtypes differ (\(w1.dtype), \(w2.dtype), \(w3.dtype))")
+        }
+        guard experts <= 1024 else { throw BackendError.unsupported("moeExperts with \(experts) > 1024 experts") }
+        guard rows > 0 else { return }
+        let pairs = rows * topK
+        // Legend: P = T*K pairs. h (P, F), y (P, D) f32; offsets (E+1), sorted (P) i32.
+        let h = try scratch(.moeHidden, bytes: pairs * hidden * 4)
+        let y = try scratch(.moeOut, bytes: pairs * dim * 4)
+        let offsets = try scratch(.moeOffsets, bytes: (experts + 1) * 4)
+        let sorted = try scratch(.moeSorted, bytes: pairs * 4)
+        try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
+                   [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
+        if decodeKernels, pairs <= 16, w1.dtype == .bf16, dim % 8 == 0, hidden % 8 == 0 {
+            // Small batch: GEMV-style experts, each expert row read once per step.
+            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, experts, 1),
+                       [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
+            try launch(.moeGemvDown, grid: ((dim + 7) / 8, experts, 1),
+                       [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                        .int32(Int32(dim)), .int32(Int32(hidden))])
+            try launch(.moeCombine, grid: gridFor(rows * dim),
+                       [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
+                        .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
+            return
+        }
+        let rowTiles = (pairs + 31) / 32
+        try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts),
+                   [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                    .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
+        try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts),
+                   [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                    .int32(Int32(dim)), .int32(Int32(hidden))])
+        try launch(.moeCombine, grid: gridFor(rows * dim),
+                   [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
+                    .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
+    }
+
+    public func gatherRows(_ x: CUDATensor, rows: CUDATensor, out: CUDATensor, count: Int, dim: Int) throws {
+        try require(rows, count, [.i32], "gatherRows rows")
+        try require(out, count * dim, [.f32], "gatherRows out")
+        try require(x, dim, [.f32], "gatherRows x")
+        guard count > 0 else { return }
+        try launch(.gatherRows, grid: gridFor(count * dim),
+                   [.pointer(x.pointer), .pointer(rows.pointer), .pointer(out.pointer), .int32(Int32(count)), .int32(Int32(dim))])
+    }
+}

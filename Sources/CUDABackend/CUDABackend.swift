@@ -1,0 +1,242 @@
+import Foundation
+import CUDADriver
+import Tensors
+
+/// `ComputeBackend` on one NVIDIA GPU.
+///
+/// Numerics: weights stay in their stored dtype (bf16, or f16/f32); activations are f32; the
+/// paged KV pool is bf16 (half the memory of f32, so twice the context); every reduction
+/// accumulates in f32. Dense matrix products go through cuBLASLt with bf16 operands (the f32
+/// activation is narrowed to bf16 first) and f32 output; without cuBLASLt, or for f16/f32
+/// weights, a SIMT kernel with f32 activations is used.
+///
+/// All work is queued on one stream in call order, so ops need no further synchronisation;
+/// only `read*` and `synchronize` wait for the device.
+public final class CUDABackend: ComputeBackend, @unchecked Sendable {
+    // @unchecked: immutable handles plus mutable caches (scratch buffers, matmul plans, upload
+    // state) that are only touched under `lock`; the driver API is thread-safe.
+    public typealias Tensor = CUDATensor
+
+    /// How `matmul` multiplies.
+    public enum MatmulPath: String, Sendable {
+        /// cuBLASLt, bf16 × bf16 → f32 (weights must be bf16).
+        case cublasLt
+        /// The SIMT kernel in matmul.cu (any weight dtype, f32 activations).
+        case simt
+    }
+
+    public let device: CUDADevice
+    let stream: CUhandle
+    let kernels: KernelLibrary
+    let blas: BLASLtMatmul?
+    let uploader: WeightUploader
+    let lock = NSLock()
+    private var scratch: [ScratchSlot: (pointer: CUdeviceptr, bytes: Int)] = [:]
+    private var preferredMatmul: MatmulPath
+    private var decodeKernelsEnabled = true
+
+    public var name: String { device.name }
+
+    /// Why cuBLASLt is not used, when it is not (library missing); nil when it is.
+    public let cublasUnavailableReason: String?
+
+    /// Opens GPU `ordinal`, loads NVRTC and (if present) cuBLASLt. Throws
+    /// `CUDADriverError.libraryNotFound` / `.noDevice` on a machine without a usable GPU.
+    public init(ordinal: Int = 0, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let device = try CUDADevice(ordinal: ordinal, api: try DriverAPI.load(environment: environment))
+        self.device = device
+        stream = try device.createStream()
+        let nvrtc = try NVRTC.load(environment: environment)
+        let compiler = try KernelCompiler(nvrtc: nvrtc, cache: KernelDiskCache(directory: KernelDiskCache.defaultDirectory(environment: environment)))
+        kernels = KernelLibrary(device: device, compiler: compiler)
+        var reason: String?
+        var blas: BLASLtMatmul?
+        do {
+            blas = try BLASLtMatmul(api: try CuBLASLt.load(environment: environment), device: device)
+        } catch {
+            reason = "\(error)"
+        }
+        self.blas = blas
+        cublasUnavailableReason = reason
+        preferredMatmul = blas == nil ? .simt : .cublasLt
+        uploader = try WeightUploader(device: device, computeStream: stream)
+    }
+
+    /// Which path `matmul` takes for bf16 weights (f16/f32 weights always take `.simt`).
+    public var matmulPath: MatmulPath {
+        get { lock.withLock { preferredMatmul } }
+        set { lock.withLock { preferredMatmul = (newValue == .cublasLt && blas == nil) ? .simt : newValue } }
+    }
+
+    /// Whether the small-batch kernels are used: GEMV for matmuls of ≤ 4 rows (bf16 weights),
+    /// GEMV-style MoE experts for ≤ 16 (token, expert) pairs, and split-KV attention when the
+    /// (token, KV head) grid is too small to fill the GPU. Off: the general kernels everywhere
+    /// (the conformance suite runs both ways).
+    public var decodeKernels: Bool {
+        get { lock.withLock { decodeKernelsEnabled } }
+        set { lock.withLock { decodeKernelsEnabled = newValue } }
+    }
+
+    /// "sm_90", NVRTC version and the kernel files compiled (not cached) by this process.
+    public var kernelReport: String {
+        let v = kernels.compiler.nvrtcVersion
+        return "\(device.arch), NVRTC \(v.major).\(v.minor), compiled now: \(kernels.compiledFiles.isEmpty ? "none (all cached)" : kernels.compiledFiles.joined(separator: " "))"
+    }
+
+    /// Compiles/loads every kernel now, so a kernel problem is reported at start-up.
+    public func loadKernels() throws { try kernels.loadAll() }
+
+    // MARK: memory
+
+    func allocate(dtype: DType, shape: [Int]) throws -> CUDATensor {
+        let count = shape.reduce(1, *)
+        guard count >= 0, shape.allSatisfy({ $0 >= 0 }) else { throw BackendError.shapeMismatch("negative dimension in \(shape)") }
+        let bytes = count * dtype.byteSize
+        do {
+            let p = try device.allocate(bytes)
+            return CUDATensor(pointer: p, byteCount: bytes, dtype: dtype, shape: shape, device: device)
+        } catch let e as CUDADriverError where e.isOutOfMemory {
+            let info = (try? device.memoryInfo()).map { " (\($0.free >> 20) MiB free of \($0.total >> 20) MiB)" } ?? ""
+            throw BackendError.outOfMemory(requestedBytes: bytes, detail: "\(dtype.rawValue) \(shape) on \(device.name)\(info)")
+        }
+    }
+
+    public func upload(_ weight: HostTensor) throws -> CUDATensor {
+        let t = try allocate(dtype: weight.dtype, shape: weight.shape)
+        try uploader.copy(weight.data, to: t.pointer)
+        return t
+    }
+
+    public func upload(stacking parts: [HostTensor]) throws -> CUDATensor {
+        guard let first = parts.first else { throw BackendError.shapeMismatch("upload(stacking:) of no parts") }
+        for (i, p) in parts.enumerated() where p.shape != first.shape || p.dtype != first.dtype {
+            throw BackendError.shapeMismatch("stacked part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) \(first.shape)")
+        }
+        let t = try allocate(dtype: first.dtype, shape: [parts.count] + first.shape)
+        let partBytes = first.data.count
+        for (i, p) in parts.enumerated() {
+            try uploader.copy(p.data, to: t.pointer + CUdeviceptr(i * partBytes))
+        }
+        return t
+    }
+
+    public func makeActivation(_ shape: [Int]) throws -> CUDATensor { try allocate(dtype: .f32, shape: shape) }
+
+    public func makeIndices(_ count: Int) throws -> CUDATensor { try allocate(dtype: .i32, shape: [count]) }
+
+    public func makeKVPool(blocks: Int, blockSize: Int, kvHeads: Int, headDim: Int) throws -> CUDATensor {
+        try allocate(dtype: .bf16, shape: [blocks, blockSize, kvHeads, headDim])
+    }
+
+    public func write(_ values: [Int32], to tensor: CUDATensor) throws {
+        guard tensor.dtype == .i32 || tensor.dtype == .f32, values.count * 4 <= tensor.byteCount else {
+            throw BackendError.shapeMismatch("writing \(values.count) i32 values into \(tensor.dtype.rawValue) \(tensor.shape)")
+        }
+        try copyToDevice(values, tensor)
+    }
+
+    public func write(_ values: [Float], to tensor: CUDATensor) throws {
+        guard tensor.dtype == .f32, values.count * 4 <= tensor.byteCount else {
+            throw BackendError.shapeMismatch("writing \(values.count) f32 values into \(tensor.dtype.rawValue) \(tensor.shape)")
+        }
+        try copyToDevice(values, tensor)
+    }
+
+    private func copyToDevice<T>(_ values: [T], _ tensor: CUDATensor) throws {
+        guard !values.isEmpty else { return }
+        try device.makeCurrent()
+        // From pageable memory the driver stages the bytes before returning, so `values` may go.
+        try values.withUnsafeBytes { raw in
+            try device.api.check(device.api.cuMemcpyHtoDAsync(tensor.pointer, raw.baseAddress, raw.count, stream), "cuMemcpyHtoDAsync_v2")
+        }
+    }
+
+    public func readFloats(_ tensor: CUDATensor, count: Int) throws -> [Float] {
+        guard count >= 0, count <= tensor.elementCount else {
+            throw BackendError.shapeMismatch("reading \(count) elements of \(tensor.dtype.rawValue) \(tensor.shape)")
+        }
+        if count == 0 { return [] }
+        try device.makeCurrent()
+        switch tensor.dtype {
+        case .f32:
+            var out = [Float](repeating: 0, count: count)
+            try copyFromDevice(tensor, into: &out)
+            return out
+        case .i32:
+            var out = [Int32](repeating: 0, count: count)
+            try copyFromDevice(tensor, into: &out)
+            return out.map(Float.init)
+        case .bf16:
+            var out = [UInt16](repeating: 0, count: count)
+            try copyFromDevice(tensor, into: &out)
+            return out.map(BFloat16.toFloat)
+        case .f16:
+            var out = [UInt16](repeating: 0, count: count)
+            try copyFromDevice(tensor, into: &out)
+            return out.map { Float(Float16(bitPattern: $0)) }
+        }
+    }
+
+    private func copyFromDevice<T>(_ tensor: CUDATensor, into out: inout [T]) throws {
+        try out.withUnsafeMutableBytes { raw in
+            try device.api.check(device.api.cuMemcpyDtoHAsync(raw.baseAddress, tensor.pointer, raw.count, stream), "cuMemcpyDtoHAsync_v2")
+            try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize (after a kernel or copy)")
+        }
+    }
+
+    public func synchronize() throws {
+        try device.makeCurrent()
+        try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize")
+    }
+
+    // MARK: helpers for the ops
+
+    /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
+    enum ScratchSlot: Hashable {
+        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace, attnMax, attnSum, attnAcc
+    }
+
+    func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {
+        try lock.withLock {
+            if let s = scratch[slot], s.bytes >= bytes { return s.pointer }
+            if let old = scratch[slot] {
+                // cuMemFree waits for queued work that may still use the old buffer.
+                device.free(old.pointer)
+                scratch[slot] = nil
+            }
+            let grown = max(bytes, 1 << 16)
+            let p: CUdeviceptr
+            do { p = try device.allocate(grown) } catch let e as CUDADriverError where e.isOutOfMemory {
+                throw BackendError.outOfMemory(requestedBytes: grown, detail: "scratch buffer \(slot) on \(device.name)")
+            }
+            scratch[slot] = (p, grown)
+            return p
+        }
+    }
+
+    func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
+                sharedBytes: Int = 0, _ arguments: [KernelArgument]) throws {
+        let f = try kernels.function(kernel)
+        try device.launch(f, grid: grid, block: block, sharedBytes: sharedBytes, stream: stream,
+                          arguments: arguments, label: kernel.symbol)
+    }
+
+    /// Blocks for a grid-stride loop over `n` elements.
+    func gridFor(_ n: Int, threads: Int = 256) -> (Int, Int, Int) {
+        (max(1, min((n + threads - 1) / threads, device.multiprocessors * 16)), 1, 1)
+    }
+
+    /// Throws unless `t` holds at least `elements` of `dtype` (guards every kernel against
+    /// writing past a buffer when the caller's counts and the buffer disagree).
+    func require(_ t: CUDATensor, _ elements: Int, _ dtypes: Set<DType>, _ what: String) throws {
+        guard dtypes.contains(t.dtype) else {
+            throw BackendError.shapeMismatch("\(what) is \(t.dtype.rawValue), expected \(dtypes.map(\.rawValue).sorted().joined(separator: "/"))")
+        }
+        guard elements >= 0, t.elementCount >= elements else {
+            throw BackendError.shapeMismatch("\(what) \(t.shape) holds \(t.elementCount) elements, op needs \(elements)")
+        }
+    }
+}
+
+/// Weight dtypes the templated kernels are built for.
+let weightDTypes: Set<DType> = [.bf16, .f16, .f32]

@@ -1,0 +1,130 @@
+import Foundation
+import CUDADriver
+import Tensors
+
+/// The `.cu` files in Kernels/, embedded in the binary by SwiftPM (`.embedInCode`).
+enum KernelFile: String, CaseIterable, Sendable {
+    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope
+
+    var source: String {
+        let bytes: [UInt8]
+        switch self {
+        case .attention: bytes = PackageResources.attention_cu
+        case .elementwise: bytes = PackageResources.elementwise_cu
+        case .gemv: bytes = PackageResources.gemv_cu
+        case .kvcache: bytes = PackageResources.kvcache_cu
+        case .matmul: bytes = PackageResources.matmul_cu
+        case .moe: bytes = PackageResources.moe_cu
+        case .rmsnorm: bytes = PackageResources.rmsnorm_cu
+        case .rope: bytes = PackageResources.rope_cu
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Headers the kernels include by name, served to NVRTC from memory.
+    static let headers: [(name: String, source: String)] = [
+        ("common.cuh", String(decoding: PackageResources.common_cuh, as: UTF8.self)),
+        ("tile_gemm.cuh", String(decoding: PackageResources.tile_gemm_cuh, as: UTF8.self)),
+    ]
+}
+
+/// Every kernel function the backend launches, by name: a typo is a compile error here rather
+/// than a `CUDA_ERROR_NOT_FOUND` on the GPU machine. Weight-typed kernels carry the weight dtype
+/// (their exported names end in _bf16, _f16 or _f32).
+enum Kernel: Hashable, Sendable {
+    case swiglu, add, gatherRows, convertToBF16, convertFromBF16
+    case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType)
+    case rope, appendKV, attention, moeRoute, moeSort, moeCombine
+    /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4.
+    case gemv(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+
+    var file: KernelFile {
+        switch self {
+        case .swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
+        case .rmsNorm: return .rmsnorm
+        case .matmul: return .matmul
+        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine: return .moe
+        case .rope: return .rope
+        case .appendKV: return .kvcache
+        case .attention, .attentionMerge: return .attention
+        case .gemv, .moeGemvGateUp, .moeGemvDown: return .gemv
+        }
+    }
+
+    var symbol: String {
+        switch self {
+        case .swiglu: return "swiglu_f32"
+        case .add: return "add_f32"
+        case .gatherRows: return "gather_rows_f32"
+        case .convertToBF16: return "convert_f32_to_bf16"
+        case .convertFromBF16: return "convert_bf16_to_f32"
+        case .embed(let t): return "embed_\(t.rawValue)"
+        case .rmsNorm(let t): return "rmsnorm_\(t.rawValue)"
+        case .matmul(let t): return "matmul_\(t.rawValue)"
+        case .moeGateUp(let t): return "moe_gate_up_\(t.rawValue)"
+        case .moeDown(let t): return "moe_down_\(t.rawValue)"
+        case .rope: return "rope_f32"
+        case .appendKV: return "append_kv_bf16"
+        case .attention: return "attention_paged"
+        case .moeRoute: return "moe_route_f32"
+        case .moeSort: return "moe_sort"
+        case .moeCombine: return "moe_combine"
+        case .gemv(let rows): return "gemv_bf16_r\(rows)"
+        case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
+        case .moeGemvDown: return "moe_gemv_down_bf16"
+        case .attentionMerge: return "attention_merge"
+        }
+    }
+
+    /// Every kernel (weight-typed ones for each weight dtype), for warm-up and checks.
+    static var all: [Kernel] {
+        let weightTypes: [DType] = [.bf16, .f16, .f32]
+        var list: [Kernel] = [.swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16,
+                              .rope, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
+                              .gemv(1), .gemv(2), .gemv(3), .gemv(4), .moeGemvGateUp, .moeGemvDown, .attentionMerge]
+        for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
+        return list
+    }
+}
+
+/// Compiles kernel files on first use (NVRTC for this device's architecture, through the disk
+/// cache) and keeps the loaded modules and functions for the device's lifetime.
+final class KernelLibrary: @unchecked Sendable {
+    // @unchecked: the dictionaries are only touched under `lock`.
+    let device: CUDADevice
+    let compiler: KernelCompiler
+    private let lock = NSLock()
+    private var modules: [KernelFile: CUhandle] = [:]
+    private var functions: [Kernel: CUhandle] = [:]
+    /// Files compiled (not found in the cache) by this process, for reporting.
+    private(set) var compiledFiles: [String] = []
+
+    init(device: CUDADevice, compiler: KernelCompiler) {
+        self.device = device
+        self.compiler = compiler
+    }
+
+    func function(_ kernel: Kernel) throws -> CUhandle {
+        lock.lock()
+        defer { lock.unlock() }
+        if let f = functions[kernel] { return f }
+        let module: CUhandle
+        if let m = modules[kernel.file] {
+            module = m
+        } else {
+            let (cubin, fromCache) = try compiler.cubin(name: kernel.file.rawValue, source: kernel.file.source,
+                                                        arch: device.arch, headers: KernelFile.headers)
+            if !fromCache { compiledFiles.append(kernel.file.rawValue) }
+            module = try device.loadModule(cubin: cubin)
+            modules[kernel.file] = module
+        }
+        let f = try device.function(module, name: kernel.symbol)
+        functions[kernel] = f
+        return f
+    }
+
+    /// Loads every kernel now (start-up), so a compile error surfaces before the first request.
+    func loadAll() throws {
+        for k in Kernel.all { _ = try function(k) }
+    }
+}

@@ -1,0 +1,52 @@
+// Shared helpers for every kernel file. Self-contained on purpose: no CUDA headers are needed,
+// so NVRTC compiles these at run time on a machine with only the driver and libnvrtc.
+//
+// Storage types: activations are f32; weights are bf16, f16 or f32 (kept as stored in the
+// checkpoint); the paged KV pool is bf16. All arithmetic accumulates in f32.
+#pragma once
+
+typedef unsigned short bf16_t;   // raw bfloat16 bits
+typedef unsigned short f16_t;    // raw IEEE half bits
+
+__device__ __forceinline__ float bf16_to_f32(bf16_t b) { return __uint_as_float(((unsigned)b) << 16); }
+
+// Round to nearest even, NaN stays NaN (same as PyTorch and Tensors.BFloat16.fromFloat).
+__device__ __forceinline__ bf16_t f32_to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float f16_to_f32(f16_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+// Weight element loaders, one per stored dtype; kernels are templates over these.
+struct WBF16 { typedef bf16_t T; static __device__ __forceinline__ float load(const T* p, long long i) { return bf16_to_f32(p[i]); } };
+struct WF16  { typedef f16_t T;  static __device__ __forceinline__ float load(const T* p, long long i) { return f16_to_f32(p[i]); } };
+struct WF32  { typedef float T;  static __device__ __forceinline__ float load(const T* p, long long i) { return p[i]; } };
+
+// Emits `M(suffix, Loader)` for every weight dtype: kernels are exported as name_bf16 etc.
+#define FOR_EACH_WEIGHT_TYPE(M) M(bf16, WBF16) M(f16, WF16) M(f32, WF32)
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// Sum over a warp (all 32 lanes active).
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over the block; `scratch` holds at least 32 floats. Every thread gets the result.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float r = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(r);
+}

@@ -1,0 +1,51 @@
+// Elementwise and row-copy kernels. Shapes in each comment; one thread per element (grid-stride).
+#include "common.cuh"
+
+// out = silu(gate) * up; gate, up, out (n) f32.
+extern "C" __global__ void swiglu_f32(const float* gate, const float* up, float* out, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = silu(gate[i]) * up[i];
+}
+
+// x += y; x, y (n) f32.
+extern "C" __global__ void add_f32(float* x, const float* y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+// out[s, :] = x[rows[s], :]; x (T, D), rows (S) i32, out (S, D).
+extern "C" __global__ void gather_rows_f32(const float* x, const int* rows, float* out, int count, int dim) {
+    long long n = (long long)count * dim;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        long long s = i / dim, d = i % dim;
+        out[i] = x[(long long)rows[s] * dim + d];
+    }
+}
+
+// Narrows f32 activations to bf16 (the cuBLASLt operand); in, out (n).
+extern "C" __global__ void convert_f32_to_bf16(const float* in, bf16_t* out, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = f32_to_bf16(in[i]);
+}
+
+// Widens a bf16 buffer to f32 (reading back the KV pool); in, out (n).
+extern "C" __global__ void convert_bf16_to_f32(const bf16_t* in, float* out, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = bf16_to_f32(in[i]);
+}
+
+// out[t, :] = table[ids[t], :]; ids (T) i32, table (V, D) weight dtype, out (T, D) f32.
+// An id outside [0, V) writes NaN, so a bad token id is visible instead of reading wild memory.
+template <class W>
+__device__ void embed_impl(const int* ids, const typename W::T* table, float* out, int rows, int dim, int vocab) {
+    long long n = (long long)rows * dim;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        long long t = i / dim, d = i % dim;
+        int id = ids[t];
+        out[i] = (id >= 0 && id < vocab) ? W::load(table, (long long)id * dim + d) : __int_as_float(0x7fc00000);
+    }
+}
+#define EMBED(S, W) \
+    extern "C" __global__ void embed_##S(const int* ids, const W::T* table, float* out, int rows, int dim, int vocab) \
+    { embed_impl<W>(ids, table, out, rows, dim, vocab); }
+FOR_EACH_WEIGHT_TYPE(EMBED)

@@ -1,0 +1,130 @@
+// Matrix-vector products for decode (few rows): memory-bound, so the whole game is reading the
+// bf16 weights once at full bandwidth — 16-byte loads (8 bf16) per lane, a warp per output row,
+// 2 loads in flight per lane. Activations f32, accumulation f32.
+//
+// gemv_bf16_rR: out (R, N) = x (R, K) · W (N, K)ᵀ for R = 1..4 rows; needs K % 8 == 0 and 16-byte
+// aligned rows (the host checks). Grid ceil(N / 8) blocks of 256 threads (8 warps = 8 outputs).
+//
+// moe_gemv_*: the same for the MoE experts at small batch (P = T*K ≤ 16 pairs): grid
+// (ceil(rows / 8), E); a block serves expert e's pairs (sorted by moe_sort) for its 8 output rows,
+// so each expert row is read once per step however many of the pairs hit it.
+#include "common.cuh"
+
+// 8 bf16 in a uint4 → 8 floats.
+__device__ __forceinline__ void unpack8(uint4 v, float* f) {
+    f[0] = __uint_as_float(v.x << 16); f[1] = __uint_as_float(v.x & 0xffff0000u);
+    f[2] = __uint_as_float(v.y << 16); f[3] = __uint_as_float(v.y & 0xffff0000u);
+    f[4] = __uint_as_float(v.z << 16); f[5] = __uint_as_float(v.z & 0xffff0000u);
+    f[6] = __uint_as_float(v.w << 16); f[7] = __uint_as_float(v.w & 0xffff0000u);
+}
+
+// acc[r] += Σ_k x_r[k] * w[k] over this lane's share of one weight row (length K).
+template <int R>
+__device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs, int K, float (&acc)[R]) {
+    const int lane = threadIdx.x & 31;
+    const uint4* w4 = reinterpret_cast<const uint4*>(w);
+    const int chunks = K / 8;                  // uint4 chunks in the row
+    int c = lane;
+    for (; c + 32 < chunks; c += 64) {         // two independent 16-byte loads in flight
+        uint4 a = __ldg(w4 + c), b = __ldg(w4 + c + 32);
+        float fa[8], fb[8];
+        unpack8(a, fa); unpack8(b, fb);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float4* x4 = reinterpret_cast<const float4*>(xs[r]);
+            float4 x0 = x4[2 * c], x1 = x4[2 * c + 1], y0 = x4[2 * (c + 32)], y1 = x4[2 * (c + 32) + 1];
+            acc[r] += fa[0] * x0.x + fa[1] * x0.y + fa[2] * x0.z + fa[3] * x0.w
+                    + fa[4] * x1.x + fa[5] * x1.y + fa[6] * x1.z + fa[7] * x1.w
+                    + fb[0] * y0.x + fb[1] * y0.y + fb[2] * y0.z + fb[3] * y0.w
+                    + fb[4] * y1.x + fb[5] * y1.y + fb[6] * y1.z + fb[7] * y1.w;
+        }
+    }
+    for (; c < chunks; c += 32) {
+        uint4 a = __ldg(w4 + c);
+        float fa[8];
+        unpack8(a, fa);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float4* x4 = reinterpret_cast<const float4*>(xs[r]);
+            float4 x0 = x4[2 * c], x1 = x4[2 * c + 1];
+            acc[r] += fa[0] * x0.x + fa[1] * x0.y + fa[2] * x0.z + fa[3] * x0.w
+                    + fa[4] * x1.x + fa[5] * x1.y + fa[6] * x1.z + fa[7] * x1.w;
+        }
+    }
+}
+
+template <int R>
+__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N) {
+    const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (n >= N) return;
+    const float* xs[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    row_dot<R>(w + (long long)n * K, xs, K, acc);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        float v = warp_sum(acc[r]);
+        if ((threadIdx.x & 31) == 0) out[(long long)r * N + n] = v;
+    }
+}
+
+#define GEMV(R) \
+    extern "C" __global__ void __launch_bounds__(256) gemv_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N) \
+    { gemv_impl<R>(x, w, out, K, N); }
+GEMV(1) GEMV(2) GEMV(3) GEMV(4)
+
+// h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k), up to 4
+// pairs per pass. x (T, D); w1, w3 (E, F, D) bf16; h (P, F).
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_bf16(
+    const float* x, const bf16_t* w1, const bf16_t* w3, const int* offsets, const int* sorted,
+    float* h, int dim, int hidden, int topK)
+{
+    const int e = blockIdx.y, n = blockIdx.x * 8 + (threadIdx.x >> 5);
+    const int base = offsets[e], count = offsets[e + 1] - base;
+    if (count == 0 || n >= hidden) return;
+    const long long row = ((long long)e * hidden + n) * dim;
+    for (int p0 = 0; p0 < count; p0 += 4) {
+        const int np = min(4, count - p0);
+        const float* xs[4];
+        int pairs[4];
+        for (int i = 0; i < 4; ++i) {
+            pairs[i] = sorted[base + p0 + min(i, np - 1)];
+            xs[i] = x + (long long)(pairs[i] / topK) * dim;
+        }
+        float g[4] = {0, 0, 0, 0}, u[4] = {0, 0, 0, 0};
+        row_dot<4>(w1 + row, xs, dim, g);
+        row_dot<4>(w3 + row, xs, dim, u);
+        for (int i = 0; i < 4; ++i) {
+            float gs = warp_sum(g[i]), us = warp_sum(u[i]);
+            if ((threadIdx.x & 31) == 0 && i < np) h[(long long)pairs[i] * hidden + n] = silu(gs) * us;
+        }
+    }
+}
+
+// y[p, n] = w2[e, n] · h[p] for expert e's pairs. h (P, F); w2 (E, D, F) bf16; y (P, D).
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
+    const float* h, const bf16_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden)
+{
+    const int e = blockIdx.y, n = blockIdx.x * 8 + (threadIdx.x >> 5);
+    const int base = offsets[e], count = offsets[e + 1] - base;
+    if (count == 0 || n >= dim) return;
+    const long long row = ((long long)e * dim + n) * hidden;
+    for (int p0 = 0; p0 < count; p0 += 4) {
+        const int np = min(4, count - p0);
+        const float* xs[4];
+        int pairs[4];
+        for (int i = 0; i < 4; ++i) {
+            pairs[i] = sorted[base + p0 + min(i, np - 1)];
+            xs[i] = h + (long long)pairs[i] * hidden;
+        }
+        float acc[4] = {0, 0, 0, 0};
+        row_dot<4>(w2 + row, xs, hidden, acc);
+        for (int i = 0; i < 4; ++i) {
+            float s = warp_sum(acc[i]);
+            if ((threadIdx.x & 31) == 0 && i < np) y[(long long)pairs[i] * dim + n] = s;
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Checkpoints
+import CUDABackend
+import CUDADriver
+import Dispatch
+import Model
+import Tensors
+
+/// Decode/prefill timing of real model shapes with seeded random bf16 weights (issue 6's
+/// measurements, until `mixtral-chat bench` exists): device-to-device copy bandwidth first (the
+/// roofline's denominator), then per batch size the prefill rate and the decode step time, with
+/// the bytes a step must read (weights touched + KV) over the measured bandwidth.
+struct Bench {
+    let backend: CUDABackend
+    let say: (String) -> Void
+
+    /// Bytes read + written per second by a 1 GiB device-to-device copy (median of 10).
+    func copyBandwidth() throws -> Double {
+        let bytes = 1 << 30
+        let a = try backend.makeActivation([bytes / 4]), b = try backend.makeActivation([bytes / 4])
+        let api = backend.device.api
+        var times: [Double] = []
+        let start = try backend.device.createEvent(timing: true), stop = try backend.device.createEvent(timing: true)
+        for _ in 0..<12 {
+            try api.check(api.cuEventRecord(start, nil), "cuEventRecord")
+            try api.check(api.cuMemcpyDtoDAsync(b.pointer, a.pointer, bytes, nil), "cuMemcpyDtoDAsync_v2")
+            try api.check(api.cuEventRecord(stop, nil), "cuEventRecord")
+            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
+            var ms: Float = 0
+            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
+            times.append(Double(ms) / 1e3)
+        }
+        let median = times.dropFirst(2).sorted()[5]
+        return 2 * Double(bytes) / median
+    }
+
+    /// Bytes of weights one decode step reads: everything but the embedding table, with only the
+    /// experts hit (`expertsHit` per layer, at most E) for MoE.
+    static func weightBytes(_ c: ModelConfig, expertsHit: Int) -> Double {
+        let d = Double(c.dim), hd = Double(c.headDim)
+        let attn = d * hd * Double(c.nHeads) * 2 + d * hd * Double(c.nKVHeads) * 2
+        let ffnOne = 3 * d * Double(c.hiddenDim)
+        let ffn = c.moe.map { Double(min(expertsHit, $0.numExperts)) * ffnOne + d * Double($0.numExperts) } ?? ffnOne
+        return 2 * (Double(c.nLayers) * (attn + ffn + 2 * d) + d + d * Double(c.vocabSize))
+    }
+
+    func run(label: String, config c: ModelConfig, batches: [Int], promptLength: Int, steps: Int, bandwidth: Double) throws {
+        let source = try RandomWeights(config: c, seed: 5)
+        backend.setUploadProgress(totalBytes: nil, nil)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let weights = try TransformerWeights(source: source, backend: backend)
+        let up = try backend.finishUploads()
+        say(label + String(format: ": weights %.2f GB uploaded in %.1f s (incl. host-side random generation)",
+                   Double(up.bytesUploaded) / 1e9, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
+        let maxBatch = batches.max() ?? 1
+        let blockSize = 16
+        let perSeqBlocks = (promptLength + steps + blockSize) / blockSize + 1
+        let model = try Transformer(backend: backend, weights: weights, config: c, maxBatchTokens: max(promptLength, maxBatch),
+                                    maxBatchSequences: maxBatch, maxSequenceLength: promptLength + steps + blockSize,
+                                    kvBlockCount: perSeqBlocks * maxBatch, kvBlockSize: blockSize)
+        say("  batch | decode kernels | prefill tok/s | decode ms/step | tok/s total | weight+KV GB/step | % of copy BW")
+        for batch in batches {
+          for decode in [false, true] {
+            backend.decodeKernels = decode
+            var tables = [[Int]](repeating: [], count: batch)
+            let prompts = (0..<batch).map { s in (0..<promptLength).map { (($0 * 7919 + s * 104_729) % (c.vocabSize - 2)) + 1 } }
+            for s in 0..<batch { _ = model.kvBlocks.ensureCapacity(&tables[s], tokens: promptLength + steps + 1) }
+            // Prefill one sequence at a time (one chunk of promptLength tokens each).
+            let p0 = DispatchTime.now().uptimeNanoseconds
+            var last: [Int] = []
+            for s in 0..<batch {
+                let l = try model.forward(PackedBatch(sequences: [.init(tokens: prompts[s], startPosition: 0, blockTable: tables[s])]))
+                last.append(argmaxF(l.row(0)))
+            }
+            let prefill = Double(DispatchTime.now().uptimeNanoseconds - p0) / 1e9
+            var times: [Double] = []
+            for step in 0..<steps {
+                let seqs = (0..<batch).map { PackedBatch.Sequence(tokens: [last[$0]], startPosition: promptLength + step, blockTable: tables[$0]) }
+                let s0 = DispatchTime.now().uptimeNanoseconds
+                let l = try model.forward(PackedBatch(sequences: seqs))
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9)
+                last = (0..<batch).map { argmaxF(l.row($0)) }
+            }
+            tables.forEach(model.kvBlocks.release)
+            let median = times.dropFirst(3).sorted()[(times.count - 3) / 2]
+            let hit = c.moe.map { min($0.numExperts, batch * $0.numExpertsPerTok) } ?? 0
+            let kv = Double(batch * (promptLength + steps / 2) * c.nLayers * 2 * c.nKVHeads * c.headDim * 2)
+            let bytes = Self.weightBytes(c, expertsHit: hit) + kv
+            say(String(format: "  %5d | ", batch) + (decode ? "on            " : "off           ") + String(format: " | %13.0f | %14.3f | %11.1f | %17.2f | %5.1f%%",
+                       Double(batch * promptLength) / prefill, median * 1e3, Double(batch) / median, bytes / 1e9,
+                       100 * bytes / median / bandwidth))
+          }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+// cuda-check: runs on the GPU machine (no Swift there; build a static binary, see docs/gpu.md).
+// Probes CUDA, compiles/loads every kernel, runs the backend conformance suite (every op on
+// CUDA vs the CPU reference, fresh random inputs) with both matmul paths, measures weight upload
+// bandwidth and reports the KV pool sizing. Exit 0: all passed; 1: a check failed; 2: no GPU.
+import Foundation
+import BackendConformance
+import Checkpoints
+import CPUBackend
+import CUDABackend
+import CUDADriver
+import Tensors
+
+/// Unbuffered output: if a kernel crashes the process, everything before it is still in the log.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+let arguments = CommandLine.arguments.dropFirst()
+func option(_ name: String) -> String? {
+    guard let i = arguments.firstIndex(of: name), arguments.index(after: i) < arguments.endIndex else { return nil }
+    return arguments[arguments.index(after: i)]
+}
+let ordinal = option("--device").flatMap(Int.init) ?? 0
+let seed = option("--seed").flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
+
+// Local dry run of the model checks on the CPU (validates this program where there is no GPU).
+if let dir = option("--cpu-model-check") {
+    let check = ModelCheck(makeBackend: { CPUBackend() }, referenceTolerance: 1e-4, selfTolerance: 1e-5, say: say)
+    let (passed, total) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+    say("\(passed)/\(total) model checks passed on the CPU")
+    exit(passed == total ? 0 : 1)
+}
+
+let availability = CUDAProbe.probe()
+say("probe: \(availability)")
+guard availability.isAvailable else { exit(2) }
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+do {
+    let cuda = try CUDABackend(ordinal: ordinal)
+    say("device: \(cuda.name), \(cuda.device.arch), \(cuda.device.multiprocessors) SMs, \(cuda.device.totalMemory >> 20) MiB, driver \(cuda.device.driverVersion)")
+    say("cuBLASLt: \(cuda.cublasUnavailableReason ?? "loaded")")
+    let load = try seconds { try cuda.loadKernels() }
+    say("kernels: \(cuda.kernelReport) in \(String(format: "%.2f", load)) s")
+    if arguments.contains("--kernels-only") { exit(0) }
+    let cpu = CPUBackend()
+    var failures = 0
+    var total = 0
+    // Two configurations cover every kernel: cuBLASLt + decode kernels (GEMV, MoE GEMV, split-KV
+    // attention), and the general SIMT/tile kernels with the decode kernels off.
+    let configurations: [(CUDABackend.MatmulPath, Bool)] = [(.cublasLt, true), (.simt, false)]
+    for (path, decode) in configurations {
+        cuda.matmulPath = path
+        cuda.decodeKernels = decode
+        say("\n== conformance vs \(cpu.name), matmul path \(cuda.matmulPath.rawValue), decode kernels \(decode ? "on" : "off"), seed \(seed)")
+        var suite = BackendConformance(test: cuda, reference: cpu, seed: seed)
+        let results = suite.runAll { say("  \($0)") }
+        failures += results.filter { !$0.passed }.count
+        total += results.count
+    }
+
+    // Weight upload: 1 GiB of random bf16 through the pinned staging buffers.
+    let bytes = 1 << 30
+    let owned = OwnedBytes(count: bytes)
+    var rng = SplitMix64(seed: seed)
+    owned.pointer.withMemoryRebound(to: UInt64.self, capacity: bytes / 8) { p in for i in 0..<(bytes / 8) { p[i] = rng.next() } }
+    let host = HostTensor(dtype: .bf16, shape: [bytes / 2], data: UnsafeRawBufferPointer(start: owned.pointer, count: bytes), owner: owned)
+    cuda.setUploadProgress(totalBytes: bytes, nil)
+    var uploaded: CUDATensor?
+    try { uploaded = try cuda.upload(host) }()
+    let stats = try cuda.finishUploads()
+    say(String(format: "\nupload: %d MiB in %.3f s = %.2f GB/s (pinned double-buffered staging)",
+                 stats.bytesUploaded >> 20, stats.seconds, stats.gigabytesPerSecond))
+    if let uploaded {
+        // Spot-check the upload: 1M elements at the start and at the end.
+        let n = 1 << 20
+        let head = try cuda.readFloats(uploaded, count: n)
+        let expected = (0..<n).map { host.float(at: $0) }
+        let ok = zip(head, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
+        say("upload round trip (first \(n) elements): \(ok ? "identical" : "DIFFERENT")")
+        if !ok { failures += 1 }
+        total += 1
+    }
+    uploaded = nil
+
+    if let dir = option("--models") {
+        for (path, decode) in configurations {
+            say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
+            let check = ModelCheck(makeBackend: { () throws -> CUDABackend in
+                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b },
+                                   referenceTolerance: path == .simt ? 5e-3 : 2e-2, selfTolerance: 1e-3, say: say)
+            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+            failures += count - passed
+            total += count
+        }
+    }
+    if arguments.contains("--real-shapes") {
+        say("\n== real-shape layers, seeded random bf16 weights, CUDA vs CPU")
+        let mistral = ModelConfig(dim: 4096, nLayers: 2, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32768, ropeTheta: 1_000_000)
+        let mixtral = ModelConfig(dim: 4096, nLayers: 1, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32000, ropeTheta: 1_000_000, moe: .init(numExperts: 8, numExpertsPerTok: 2))
+        for (label, config) in [("Mistral-7B shapes, 2 layers", mistral), ("Mixtral-8x7B shapes, 1 layer", mixtral)] {
+            let gpu = try CUDABackend(ordinal: ordinal)
+            gpu.setUploadProgress(totalBytes: nil, nil)
+            let ok = compareRandomModel(label, config: config, test: gpu, reference: cpu, promptLength: 24, tolerance: 2e-2, say: say)
+            if let up = try? gpu.finishUploads() {
+                say(String(format: "    weight upload: %.2f GB in %.2f s = %.2f GB/s (host RAM → GPU, incl. random generation)",
+                           Double(up.bytesUploaded) / 1e9, up.seconds, up.gigabytesPerSecond))
+            }
+            failures += ok ? 0 : 1
+            total += 1
+        }
+    }
+
+    if arguments.contains("--bench") {
+        cuda.matmulPath = .cublasLt
+        let bench = Bench(backend: cuda, say: say)
+        let bw = try bench.copyBandwidth()
+        say("\n== bench on \(cuda.name): " + String(format: "device-to-device copy %.0f GB/s (read + write)", bw / 1e9))
+        let layers = option("--layers").flatMap(Int.init) ?? 32
+        let mistral = ModelConfig(dim: 4096, nLayers: layers, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32768, ropeTheta: 1_000_000)
+        try bench.run(label: "Mistral-7B shapes, \(layers) layers", config: mistral, batches: [1, 8, 32], promptLength: 512,
+                      steps: 24, bandwidth: bw)
+        let moeLayers = option("--moe-layers").flatMap(Int.init) ?? 4
+        let mixtral = ModelConfig(dim: 4096, nLayers: moeLayers, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
+                                  normEps: 1e-5, vocabSize: 32000, ropeTheta: 1_000_000, moe: .init(numExperts: 8, numExpertsPerTok: 2))
+        try bench.run(label: "Mixtral-8x7B shapes, \(moeLayers) layers", config: mixtral, batches: [1, 8], promptLength: 512,
+                      steps: 24, bandwidth: bw)
+    }
+
+    let mem = try cuda.memoryInfo()
+    let perBlock = CUDABackend.kvBytesPerBlock(layers: 32, blockSize: 16, kvHeads: 8, headDim: 128)
+    let blocks = try cuda.kvPoolBlocks(bytesPerBlock: perBlock, memoryFraction: 0.9)
+    say("memory: \(mem.free >> 20) MiB free of \(mem.total >> 20) MiB; Mistral-7B KV (32 layers, 16-token blocks, \(perBlock >> 10) KiB/block) at fraction 0.9: \(blocks) blocks = \(blocks * 16) tokens")
+    do {
+        _ = try cuda.kvPoolBlocks(bytesPerBlock: perBlock, memoryFraction: 0.01, minimumBlocks: 1 << 30)
+        say("KV sizing OOM check: no error (unexpected)"); failures += 1
+    } catch {
+        say("KV sizing OOM check: \(error)")
+    }
+    total += 1
+
+    say("\n\(total - failures)/\(total) checks passed on \(cuda.name)")
+    exit(failures == 0 ? 0 : 1)
+} catch {
+    say("error: \(error)")
+    exit(1)
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import BackendConformance
+import CPUBackend
+import CUDABackend
+import CUDADriver
+import Tensors
+
+/// Whether this machine can run CUDA; printed once so a skipped GPU test says why.
+let cudaAvailability: CUDAAvailability = {
+    let a = CUDAProbe.probe()
+    if !a.isAvailable { print("CUDABackendTests: GPU tests skipped: \(a)") }
+    return a
+}()
+
+@Suite struct CUDABackendWithoutGPUTests {
+    @Test func openingTheBackendWithoutAGPUIsATypedError() throws {
+        guard !cudaAvailability.isAvailable else {
+            print("GPU present: the no-GPU path is not reachable here")
+            return
+        }
+        do {
+            _ = try CUDABackend(ordinal: 0)
+            Issue.record("CUDABackend opened without a GPU")
+        } catch let error as CUDADriverError {
+            switch error {
+            case .libraryNotFound, .noDevice:
+                #expect(error.description.hasPrefix("no GPU"))
+            default:
+                Issue.record("unexpected error \(error)")
+            }
+        }
+    }
+
+    @Test func kvBytesPerBlockCountsKAndVInBF16() {
+        // Mistral 7B: 32 layers × (K+V) × 16 tokens × 8 KV heads × 128 × 2 bytes = 2 MiB.
+        #expect(CUDABackend.kvBytesPerBlock(layers: 32, blockSize: 16, kvHeads: 8, headDim: 128) == 2 << 20)
+    }
+
+    @Test func conformanceHelpersMeasureWhatTheySay() {
+        #expect(normalisedError([1, 2, 3], [1, 2, 3]) == 0)
+        #expect(abs(normalisedError([1.1, 2, 3], [1, 2, 3]) - 0.1 / 14.0.squareRoot()) < 1e-7)
+        #expect(normalisedError([.nan, 2], [1, 2]).isNaN)
+        #expect(normalisedError([1], [1, 2]).isNaN)
+        var a = SplitMix64(seed: 42), b = SplitMix64(seed: 42)
+        #expect(a.floats(5) == b.floats(5))
+        #expect(!a.floats(100).contains(0))
+    }
+
+    /// The conformance suite itself, run CPU against CPU: must pass with zero error, which checks
+    /// that every case runs, poisons and compares without a GPU.
+    @Test func conformanceSuiteRunsCPUAgainstItself() {
+        let cpu = CPUBackend(threads: 2)
+        var suite = BackendConformance(test: cpu, reference: CPUBackend(threads: 1), seed: 7)
+        let results = suite.runAll()
+        #expect(results.count >= 20)
+        for r in results { #expect(r.passed, "\(r)") }
+    }
+}
+
+@Suite(.enabled(if: cudaAvailability.isAvailable, "needs an NVIDIA GPU with driver, NVRTC and cuBLASLt"))
+struct CUDABackendConformanceTests {
+    /// cuBLASLt with the decode kernels (GEMV, MoE GEMV, split-KV attention), and the general
+    /// SIMT/tile kernels without them: every kernel runs in one of the two.
+    @Test(arguments: [(CUDABackend.MatmulPath.cublasLt, true), (.simt, false)])
+    func everyOpMatchesTheCPU(path: CUDABackend.MatmulPath, decodeKernels: Bool) throws {
+        let cuda = try CUDABackend(ordinal: 0)
+        cuda.matmulPath = path
+        cuda.decodeKernels = decodeKernels
+        let seed = UInt64.random(in: 1...UInt64.max)
+        var suite = BackendConformance(test: cuda, reference: CPUBackend(), seed: seed)
+        let results = suite.runAll { print("  \($0)") }
+        for r in results { #expect(r.passed, "\(r) [seed \(seed)]") }
+    }
+}
