@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [
-                "AIMEWorker", "Generation", "Model", "Checkpoints",
+                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

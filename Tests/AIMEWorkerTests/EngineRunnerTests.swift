@@ -1,4 +1,6 @@
 import AIMEWorker
+import CPUBackend
+import Foundation
 import Checkpoints
 import Generation
 import Model
@@ -91,5 +93,84 @@ struct EngineRunnerTests {
         await server.stop()
         #expect(model.widestBatch.withLockedValue { $0 } >= 2, "the engine should have batched the jobs")
         #expect(model.kvBlocks.freeBlocks == 64)
+    }
+}
+
+/// The tiny dense model of Tests/ModelTests/Fixtures/dense (made by
+/// tools/fixtures/make_tiny_models.py) with its greedy continuations from the independent numpy
+/// forward pass (tools/fixtures/reference_forward.py), run on the CPU backend.
+enum DenseFixture {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("ModelTests/Fixtures/dense")
+
+    struct Reference: Decodable {
+        var prompts: [[Int]]
+        var greedy: [[Int]]
+    }
+
+    static func reference() throws -> Reference {
+        try JSONDecoder().decode(Reference.self, from: Data(contentsOf: directory.appendingPathComponent("reference.json")))
+    }
+
+    static func model() throws -> Transformer<CPUBackend> {
+        let checkpoint = try MistralCheckpoint.load(directory: directory)
+        let backend = CPUBackend(threads: 2)
+        let weights = try TransformerWeights(source: checkpoint, backend: backend)
+        return try Transformer(backend: backend, weights: weights, config: checkpoint.config,
+                               maxBatchTokens: 96, maxBatchSequences: 4, maxSequenceLength: 64,
+                               kvBlockCount: 64, kvBlockSize: 4)
+    }
+}
+
+/// TEST DOUBLE encoder for the fixture model (it has no tokenizer): the user's message "<i>"
+/// selects the fixture's reference prompt i.
+struct ReferencePromptEncoder: JobPromptEncoder {
+    let prompts: [[Int]]
+    struct UnknownPrompt: Error {}
+    func encode(_ messages: [JobMessage]) throws -> [Int] {
+        guard let index = Int(messages.last?.content ?? ""), prompts.indices.contains(index) else { throw UnknownPrompt() }
+        return prompts[index]
+    }
+}
+
+/// TEST DOUBLE decoder: token n decodes to "<n>".
+struct AngleTokenDecoder: IncrementalDecoder {
+    mutating func append(_ id: Int) -> String { "<\(id)>" }
+    mutating func finish() -> String { "" }
+}
+
+extension EngineRunnerTests {
+    @Test("a batch of jobs through the real Engine and the tiny dense model matches the numpy greedy reference")
+    func tinyModelEndToEnd() async throws {
+        let reference = try DenseFixture.reference()
+        let model = try DenseFixture.model()
+        let engine = Engine(model: model, stopTokens: [], makeDecoder: { AngleTokenDecoder() })
+        let server = AIMETestServer(pollSeconds: 1)
+        try await server.start()
+        var configuration = Harness.configuration(url: await server.url, maxBatch: 3)
+        configuration.maxSeqLen = model.maxSequenceLength
+        let runner = EngineJobRunner(engine: engine, encoder: ReferencePromptEncoder(prompts: reference.prompts))
+        let worker = AIMEWorkerService(configuration: configuration, runner: runner)
+        let run = Task { try await worker.run() }
+
+        var ids: [String] = []
+        for (index, greedy) in reference.greedy.enumerated() {
+            ids.append(await server.state.submit(["prompt_input": .string(String(index)), "temperature": 0,
+                                                  "max_gen_tokens": .int(greedy.count)]))
+        }
+        for (index, id) in ids.enumerated() {
+            let found = await eventually(timeout: .seconds(30)) { await server.state.job(id)?.results.isEmpty == false }
+            try #require(found)
+            let result = try #require(await server.state.job(id)?.results.first)
+            let greedy = reference.greedy[index]
+            #expect(result["text"]?.stringValue == greedy.map { "<\($0)>" }.joined())
+            #expect(result["num_generated_tokens"]?.intValue == greedy.count)
+            #expect(result["prompt_length"]?.intValue == reference.prompts[index].count)
+            #expect(result["current_context_length"]?.intValue == reference.prompts[index].count + greedy.count)
+            #expect(result["max_seq_len"]?.intValue == 64)
+        }
+        await worker.drain()
+        try await run.value
+        await server.stop()
     }
 }
