@@ -198,3 +198,33 @@ struct WorkerFailureTests {
         await harness.server.stop()
     }
 }
+
+@Suite("AIME worker signals")
+struct WorkerSignalTests {
+    @Test("a signal drains the worker (running job delivered, run() returns); a second one cancels running jobs")
+    func signalsDrainThenCancel() async throws {
+        let runner = EchoRunner(tokenDelay: .milliseconds(20))
+        let harness = try await Harness.start(maxBatch: 2, runner: runner)
+        // SIGUSR1/SIGUSR2 stand in for SIGINT/SIGTERM, which would also reach the test runner.
+        let messages = LogCapture()
+        let handler = WorkerSignalHandler(worker: harness.worker, signals: [SIGUSR2]) { messages.append($0) }
+        defer { handler.cancel() }
+        let finishing = await harness.state.submit(chat("SLOW finish after the signal"))
+        let started = await eventually { runner.record("SLOW finish after the signal") != nil }
+        try #require(started)
+        kill(getpid(), SIGUSR2)
+        let draining = await eventually {
+            if case .draining = await harness.worker.state { return true }
+            return false
+        }
+        #expect(draining)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(getpid(), SIGUSR2)
+        try await harness.runTask.value
+        await harness.server.stop()
+        let result = try #require(await harness.state.job(finishing)?.results.first)
+        #expect(result["error"]?.stringValue?.contains("shut down") == true)
+        #expect(messages.all.count == 2)
+        #expect(messages.all.last?.contains("second signal") == true)
+    }
+}
