@@ -90,7 +90,11 @@ do {
             say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
             let check = ModelCheck(makeBackend: { () throws -> CUDABackend in
                                        let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b },
-                                   referenceTolerance: path == .simt ? 5e-3 : 2e-2, selfTolerance: 1e-3, say: say)
+                                   referenceTolerance: path == .simt ? 5e-3 : 2e-2,
+                                   // With decode kernels on, one-row steps take the GEMV (f32 activations) and
+                                   // longer ones cuBLASLt (activations narrowed to bf16): cached-vs-recompute
+                                   // then compares two precision paths, so it gets the bf16-operand tolerance.
+                                   selfTolerance: decode ? 1e-2 : 1e-3, say: say)
             let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
             failures += count - passed
             total += count
