@@ -32,9 +32,13 @@ extension CUDABackend {
         try require(weight, outDim * inDim, weightDTypes, "matmul weight")
         guard rows > 0 else { return }
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
-            try launch(.gemv(rows), grid: ((outDim + 7) / 8, 1, 1),
+            // Enough blocks for ~4 per SM: short matrices split each row over up to 8 warps.
+            var split = 1
+            while split < 8, (outDim * split + 7) / 8 < 4 * device.multiprocessors { split *= 2 }
+            let rowsPerBlock = 8 / split
+            try launch(.gemv(rows), grid: ((outDim + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outDim))])
+                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split))])
         } else if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),

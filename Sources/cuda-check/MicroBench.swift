@@ -28,7 +28,7 @@ extension Bench {
         func w(_ n: Int, _ k: Int) throws -> CUDATensor {
             try backend.upload(HostTensor.owning(rng.floats(n * k, scale: 0.05), shape: [n, k], dtype: .bf16))
         }
-        let x = try act(14336 * 4), out = try act(14336 * 4)
+        let x = try act(32768 * 4), out = try act(32768 * 4)
         for (n, k) in [(14336, 4096), (4096, 14336), (4096, 4096), (1024, 4096), (32768, 4096)] {
             let weight = try w(n, k)
             for rows in [1, 4] {
@@ -37,6 +37,7 @@ extension Bench {
                 }
             }
         }
+        try time("add n=1 (launch floor)", bytes: 0) { try backend.add(out, x, count: 1) }
         let norm = try backend.upload(HostTensor.owning(rng.floats(4096), shape: [4096], dtype: .bf16))
         try time("rmsNorm T=1 D=4096", bytes: 0) { try backend.rmsNorm(x, weight: norm, eps: 1e-5, out: out, rows: 1, dim: 4096) }
         try time("add n=4096", bytes: 0) { try backend.add(x, out, count: 4096) }
