@@ -11,7 +11,7 @@ import Testing
     /// more than one 64-token block), dims that are not multiples of 8/32, and a wide row that
     /// splits into several cache blocks.
     static let matmulShapes: [(Int, Int, Int)] = [
-        (1, 7, 5), (1, 67, 33), (1, 4103, 19), (3, 129, 17), (5, 256, 40), (9, 1000, 13), (70, 64, 150), (6, 4103, 37),
+        (1, 7, 5), (1, 67, 33), (1, 4103, 19), (3, 129, 17), (5, 256, 40), (9, 1000, 13), (70, 64, 150), (6, 4103, 37), (20, 1037, 45),
     ]
 
     @Test(arguments: [DType.bf16, .f16, .f32])
@@ -214,7 +214,7 @@ import Testing
     func batchedEqualsOneAtATimeBitwise(dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: 91)
-        let (rows, inDim, outDim) = (9, 203, 37)
+        let (rows, inDim, outDim) = (18, 1037, 37)
         let w = try cpu.upload(TestWeight(&random, shape: [outDim, inDim], dtype: dtype).host)
         let xValues = random.floats(rows * inDim)
         let x = try cpu.makeActivation([rows, inDim]), out = try cpu.makeActivation([rows, outDim])

@@ -54,7 +54,7 @@ var best = [Best](repeating: Best(), count: cases.count)
 for _ in 0..<rounds {
     for _ in 0..<3 { bandwidth.time(threads: n) { stream.pass() } }
     for (index, prepared) in cases.enumerated() {
-        for _ in 0..<(prepared.tokens == 1 ? 3 : 1) { try best[index].time(threads: n) { try prepared.callOnce() } }
+        for _ in 0..<(prepared.tokens == 1 ? 3 : 2) { try best[index].time(threads: n) { try prepared.callOnce() } }
     }
 }
 let gb = { (bytes: Int, seconds: Double) in Double(bytes) / seconds / 1e9 }
@@ -66,7 +66,9 @@ for (prepared, b) in zip(cases, best) {
     var line = String(format: "%@ (%d×%d) T=%d: %.3f ms, %.2f GB/s weights (%.1f GFLOP/s)",
                       prepared.dtype.rawValue, prepared.outDim, prepared.inDim, prepared.tokens, b.wall * 1e3,
                       gb(prepared.weightBytes, b.wall), flops / b.wall / 1e9)
-    if prepared.tokens == 1 {
+    if prepared.tokens > 1 {
+        line += String(format: "  | per CPU time %.1f GFLOP/s", flops / b.cpu / 1e9)
+    } else {
         line += String(format: "  ratio %.2f | per CPU time %.2f GB/s, ratio %.2f",
                        gb(prepared.weightBytes, b.wall) / bwWall, gb(prepared.weightBytes, b.cpu),
                        gb(prepared.weightBytes, b.cpu) / bwCPU)
