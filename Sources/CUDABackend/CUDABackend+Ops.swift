@@ -5,8 +5,8 @@ import Tensors
 /// buffers' sizes, then queues kernels on the stream; none waits for the device.
 extension CUDABackend {
     public func embed(ids: CUDATensor, table: CUDATensor, out: CUDATensor, rows: Int, dim: Int) throws {
-        try require(ids, rows, [.i32], "embed ids")
-        try require(out, rows * dim, [.f32], "embed out")
+        try require(ids, rows, i32Only, "embed ids")
+        try require(out, rows * dim, f32Only, "embed out")
         guard table.shape.count == 2, table.shape[1] == dim else {
             throw BackendError.shapeMismatch("embedding table \(table.shape), expected (V, \(dim))")
         }
@@ -18,8 +18,8 @@ extension CUDABackend {
     }
 
     public func rmsNorm(_ x: CUDATensor, weight: CUDATensor, eps: Float, out: CUDATensor, rows: Int, dim: Int) throws {
-        try require(x, rows * dim, [.f32], "rmsNorm x")
-        try require(out, rows * dim, [.f32], "rmsNorm out")
+        try require(x, rows * dim, f32Only, "rmsNorm x")
+        try require(out, rows * dim, f32Only, "rmsNorm out")
         try require(weight, dim, weightDTypes, "rmsNorm weight")
         guard rows > 0 else { return }
         try launch(.rmsNorm(weight.dtype), grid: (rows, 1, 1),
@@ -27,14 +27,18 @@ extension CUDABackend {
     }
 
     public func matmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
-        try require(x, rows * inDim, [.f32], "matmul x")
-        try require(out, rows * outDim, [.f32], "matmul out")
+        try require(x, rows * inDim, f32Only, "matmul x")
+        try require(out, rows * outDim, f32Only, "matmul out")
         try require(weight, outDim * inDim, weightDTypes, "matmul weight")
         guard rows > 0 else { return }
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
-            try launch(.gemv(rows), grid: ((outDim + 7) / 8, 1, 1),
+            // Enough blocks for ~4 per SM: short matrices split each row over up to 8 warps.
+            var split = 1
+            while split < 8, (outDim * split + 7) / 8 < 4 * device.multiprocessors { split *= 2 }
+            let rowsPerBlock = 8 / split
+            try launch(.gemv(rows), grid: ((outDim + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outDim))])
+                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split))])
         } else if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),
@@ -51,8 +55,8 @@ extension CUDABackend {
 
     public func rope(_ x: CUDATensor, positions: CUDATensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
         guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope head dim \(headDim) is odd") }
-        try require(x, rows * heads * headDim, [.f32], "rope x")
-        try require(positions, rows, [.i32], "rope positions")
+        try require(x, rows * heads * headDim, f32Only, "rope x")
+        try require(positions, rows, i32Only, "rope positions")
         guard rows > 0 else { return }
         try launch(.rope, grid: gridFor(rows * heads * headDim / 2),
                    [.pointer(x.pointer), .pointer(positions.pointer), .int32(Int32(rows)), .int32(Int32(heads)),
@@ -61,9 +65,9 @@ extension CUDABackend {
 
     public func appendKV(k: CUDATensor, v: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, slots: CUDATensor,
                          rows: Int, kvHeads: Int, headDim: Int) throws {
-        try require(k, rows * kvHeads * headDim, [.f32], "appendKV k")
-        try require(v, rows * kvHeads * headDim, [.f32], "appendKV v")
-        try require(slots, rows, [.i32], "appendKV slots")
+        try require(k, rows * kvHeads * headDim, f32Only, "appendKV k")
+        try require(v, rows * kvHeads * headDim, f32Only, "appendKV v")
+        try require(slots, rows, i32Only, "appendKV slots")
         try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
         try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
         guard rows > 0 else { return }
@@ -84,16 +88,16 @@ extension CUDABackend {
             throw BackendError.shapeMismatch("attention: \(heads) query heads do not split into \(kvHeads) KV heads")
         }
         let t = batch.tokens
-        try require(q, t * heads * headDim, [.f32], "attention q")
-        try require(out, t * heads * headDim, [.f32], "attention out")
+        try require(q, t * heads * headDim, f32Only, "attention q")
+        try require(out, t * heads * headDim, f32Only, "attention out")
         try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
         try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
         guard kPool.shape[1] == batch.blockSize else {
             throw BackendError.shapeMismatch("attention: pool block size \(kPool.shape[1]) ≠ batch block size \(batch.blockSize)")
         }
-        try require(batch.queryStart, batch.sequences + 1, [.i32], "attention queryStart")
-        try require(batch.positions, t, [.i32], "attention positions")
-        try require(batch.blockTables, batch.sequences * batch.maxBlocksPerSequence, [.i32], "attention blockTables")
+        try require(batch.queryStart, batch.sequences + 1, i32Only, "attention queryStart")
+        try require(batch.positions, t, i32Only, "attention positions")
+        try require(batch.blockTables, batch.sequences * batch.maxBlocksPerSequence, i32Only, "attention blockTables")
         guard t > 0, batch.sequences > 0 else { return }
         let group = heads / kvHeads
         let tile = headDim <= 128 ? 32 : 16
@@ -134,26 +138,26 @@ extension CUDABackend {
     }
 
     public func swiGLU(gate: CUDATensor, up: CUDATensor, out: CUDATensor, count: Int) throws {
-        try require(gate, count, [.f32], "swiGLU gate")
-        try require(up, count, [.f32], "swiGLU up")
-        try require(out, count, [.f32], "swiGLU out")
+        try require(gate, count, f32Only, "swiGLU gate")
+        try require(up, count, f32Only, "swiGLU up")
+        try require(out, count, f32Only, "swiGLU out")
         guard count > 0 else { return }
         try launch(.swiglu, grid: gridFor(count),
                    [.pointer(gate.pointer), .pointer(up.pointer), .pointer(out.pointer), .int64(Int64(count))])
     }
 
     public func add(_ x: CUDATensor, _ y: CUDATensor, count: Int) throws {
-        try require(x, count, [.f32], "add x")
-        try require(y, count, [.f32], "add y")
+        try require(x, count, f32Only, "add x")
+        try require(y, count, f32Only, "add y")
         guard count > 0 else { return }
         try launch(.add, grid: gridFor(count), [.pointer(x.pointer), .pointer(y.pointer), .int64(Int64(count))])
     }
 
     public func moeRoute(logits: CUDATensor, ids: CUDATensor, weights: CUDATensor, rows: Int, experts: Int, topK: Int) throws {
         guard topK >= 1, topK <= experts else { throw BackendError.shapeMismatch("moeRoute: top-\(topK) of \(experts) experts") }
-        try require(logits, rows * experts, [.f32], "moeRoute logits")
-        try require(ids, rows * topK, [.i32], "moeRoute ids")
-        try require(weights, rows * topK, [.f32], "moeRoute weights")
+        try require(logits, rows * experts, f32Only, "moeRoute logits")
+        try require(ids, rows * topK, i32Only, "moeRoute ids")
+        try require(weights, rows * topK, f32Only, "moeRoute weights")
         guard rows > 0 else { return }
         try launch(.moeRoute, grid: ((rows + 127) / 128, 1, 1), block: (128, 1, 1),
                    [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer),
@@ -162,10 +166,10 @@ extension CUDABackend {
 
     public func moeExperts(_ x: CUDATensor, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, ids: CUDATensor, weights: CUDATensor,
                            out: CUDATensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
-        try require(x, rows * dim, [.f32], "moeExperts x")
-        try require(out, rows * dim, [.f32], "moeExperts out")
-        try require(ids, rows * topK, [.i32], "moeExperts ids")
-        try require(weights, rows * topK, [.f32], "moeExperts weights")
+        try require(x, rows * dim, f32Only, "moeExperts x")
+        try require(out, rows * dim, f32Only, "moeExperts out")
+        try require(ids, rows * topK, i32Only, "moeExperts ids")
+        try require(weights, rows * topK, f32Only, "moeExperts weights")
         for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
             try require(w, experts * hidden * dim, weightDTypes, "moeExperts \(name)")
         }
@@ -208,9 +212,9 @@ extension CUDABackend {
     }
 
     public func gatherRows(_ x: CUDATensor, rows: CUDATensor, out: CUDATensor, count: Int, dim: Int) throws {
-        try require(rows, count, [.i32], "gatherRows rows")
-        try require(out, count * dim, [.f32], "gatherRows out")
-        try require(x, dim, [.f32], "gatherRows x")
+        try require(rows, count, i32Only, "gatherRows rows")
+        try require(out, count * dim, f32Only, "gatherRows out")
+        try require(x, dim, f32Only, "gatherRows x")
         guard count > 0 else { return }
         try launch(.gatherRows, grid: gridFor(count * dim),
                    [.pointer(x.pointer), .pointer(rows.pointer), .pointer(out.pointer), .int32(Int32(count)), .int32(Int32(dim))])

@@ -238,5 +238,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     }
 }
 
-/// Weight dtypes the templated kernels are built for.
+/// Weight dtypes the templated kernels are built for (constants: no Set built per op call).
 let weightDTypes: Set<DType> = [.bf16, .f16, .f32]
+let f32Only: Set<DType> = [.f32]
+let i32Only: Set<DType> = [.i32]

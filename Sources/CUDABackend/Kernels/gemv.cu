@@ -1,9 +1,9 @@
 // Matrix-vector products for decode (few rows): memory-bound, so the whole game is reading the
 // bf16 weights once at full bandwidth — 16-byte loads (8 bf16) per lane, a warp per output row,
-// 2 loads in flight per lane. Activations f32, accumulation f32.
+// 4 loads in flight per lane. Activations f32, accumulation f32.
 //
 // gemv_bf16_rR: out (R, N) = x (R, K) · W (N, K)ᵀ for R = 1..4 rows; needs K % 8 == 0 and 16-byte
-// aligned rows (the host checks). Grid ceil(N / 8) blocks of 256 threads (8 warps = 8 outputs).
+// aligned rows (the host checks). Grid ceil(N * split / 8) blocks of 256 threads.
 //
 // moe_gemv_*: the same for the MoE experts at small batch (P = T*K ≤ 16 pairs): grid
 // (ceil(rows / 8), E); a block serves expert e's pairs (sorted by moe_sort) for its 8 output rows,
@@ -18,62 +18,76 @@ __device__ __forceinline__ void unpack8(uint4 v, float* f) {
     f[6] = __uint_as_float(v.w << 16); f[7] = __uint_as_float(v.w & 0xffff0000u);
 }
 
-// acc[r] += Σ_k x_r[k] * w[k] over this lane's share of one weight row (length K).
+// acc += Σ_{i<8} f[i] * x[8c + i] (x f32, 16-byte aligned).
+__device__ __forceinline__ float dot8(const float* f, const float* x, int c) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float4 a = x4[2 * c], b = x4[2 * c + 1];
+    return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+}
+
+// acc[r] += Σ_k x_r[k] * w[k] over chunks first, first + stride, … of one weight row (length K,
+// 16-byte chunks of 8 bf16); four independent loads in flight per lane.
 template <int R>
-__device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs, int K, float (&acc)[R]) {
-    const int lane = threadIdx.x & 31;
+__device__ __forceinline__ void row_dot_strided(const bf16_t* w, const float* const* xs, int K, int first, int stride,
+                                                float (&acc)[R]) {
     const uint4* w4 = reinterpret_cast<const uint4*>(w);
-    const int chunks = K / 8;                  // uint4 chunks in the row
-    int c = lane;
-    for (; c + 32 < chunks; c += 64) {         // two independent 16-byte loads in flight
-        uint4 a = __ldg(w4 + c), b = __ldg(w4 + c + 32);
-        float fa[8], fb[8];
-        unpack8(a, fa); unpack8(b, fb);
+    const int chunks = K / 8;
+    int c = first;
+    for (; c + 3 * stride < chunks; c += 4 * stride) {
+        uint4 v0 = __ldg(w4 + c), v1 = __ldg(w4 + c + stride), v2 = __ldg(w4 + c + 2 * stride), v3 = __ldg(w4 + c + 3 * stride);
+        float f0[8], f1[8], f2[8], f3[8];
+        unpack8(v0, f0); unpack8(v1, f1); unpack8(v2, f2); unpack8(v3, f3);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const float4* x4 = reinterpret_cast<const float4*>(xs[r]);
-            float4 x0 = x4[2 * c], x1 = x4[2 * c + 1], y0 = x4[2 * (c + 32)], y1 = x4[2 * (c + 32) + 1];
-            acc[r] += fa[0] * x0.x + fa[1] * x0.y + fa[2] * x0.z + fa[3] * x0.w
-                    + fa[4] * x1.x + fa[5] * x1.y + fa[6] * x1.z + fa[7] * x1.w
-                    + fb[0] * y0.x + fb[1] * y0.y + fb[2] * y0.z + fb[3] * y0.w
-                    + fb[4] * y1.x + fb[5] * y1.y + fb[6] * y1.z + fb[7] * y1.w;
-        }
+        for (int r = 0; r < R; ++r)
+            acc[r] += dot8(f0, xs[r], c) + dot8(f1, xs[r], c + stride) + dot8(f2, xs[r], c + 2 * stride)
+                    + dot8(f3, xs[r], c + 3 * stride);
     }
-    for (; c < chunks; c += 32) {
-        uint4 a = __ldg(w4 + c);
-        float fa[8];
-        unpack8(a, fa);
+    for (; c < chunks; c += stride) {
+        float f[8];
+        unpack8(__ldg(w4 + c), f);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const float4* x4 = reinterpret_cast<const float4*>(xs[r]);
-            float4 x0 = x4[2 * c], x1 = x4[2 * c + 1];
-            acc[r] += fa[0] * x0.x + fa[1] * x0.y + fa[2] * x0.z + fa[3] * x0.w
-                    + fa[4] * x1.x + fa[5] * x1.y + fa[6] * x1.z + fa[7] * x1.w;
-        }
+        for (int r = 0; r < R; ++r) acc[r] += dot8(f, xs[r], c);
     }
 }
 
+// One warp over a whole row (the MoE kernels).
 template <int R>
-__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N) {
-    const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (n >= N) return;
-    const float* xs[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
+__device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs, int K, float (&acc)[R]) {
+    row_dot_strided<R>(w, xs, K, threadIdx.x & 31, 32, acc);
+}
+
+// `split` warps (1, 2, 4 or 8) share a row, so short matrices still put enough loads in flight:
+// a block of 8 warps covers 8 / split rows; partial sums meet in shared memory.
+template <int R>
+__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split) {
+    __shared__ float partial[8][R];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n = blockIdx.x * (8 / split) + warp / split, part = warp % split;
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-    row_dot<R>(w + (long long)n * K, xs, K, acc);
+    if (n < N) {
+        const float* xs[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
+        row_dot_strided<R>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, acc);
+    }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         float v = warp_sum(acc[r]);
-        if ((threadIdx.x & 31) == 0) out[(long long)r * N + n] = v;
+        if (lane == 0) partial[warp][r] = v;
+    }
+    __syncthreads();
+    if (n < N && part == 0 && lane < R) {
+        float s = 0.0f;
+        for (int i = 0; i < split; ++i) s += partial[warp + i][lane];
+        out[(long long)lane * N + n] = s;
     }
 }
 
 #define GEMV(R) \
-    extern "C" __global__ void __launch_bounds__(256) gemv_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N) \
-    { gemv_impl<R>(x, w, out, K, N); }
+    extern "C" __global__ void __launch_bounds__(256) gemv_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
+    { gemv_impl<R>(x, w, out, K, N, split); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
 // h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k), up to 4

@@ -1,0 +1,64 @@
+import CUDABackend
+import Dispatch
+import CUDADriver
+import Tensors
+import BackendConformance
+import Foundation
+
+/// Per-op device time of the decode-step ops at Mistral-7B shapes (batch 1), by events around 50
+/// back-to-back launches: where a step's time goes, without a profiler.
+extension Bench {
+    func microbench(bandwidth: Double) throws {
+        func time(_ label: String, bytes: Double, _ body: () throws -> Void) throws {
+            for _ in 0..<3 { try body() }
+            try backend.synchronize()
+            let iterations = 50
+            // Host clock between two synchronizes: includes launch overhead, as a decode step does.
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<iterations { try body() }
+            try backend.synchronize()
+            let us = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e3 / Double(iterations)
+            let gbs = bytes / (us * 1e-6) / 1e9
+            let padded = label.count < 46 ? label + String(repeating: " ", count: 46 - label.count) : label
+            say("  " + padded + String(format: " %8.1f us", us)
+                + (bytes > 0 ? String(format: "  %7.0f GB/s (%4.1f%% of copy)", gbs, 100 * gbs * 1e9 / bandwidth) : ""))
+        }
+        var rng = SplitMix64(seed: 3)
+        func act(_ n: Int) throws -> CUDATensor { let t = try backend.makeActivation([n]); try backend.write(rng.floats(n), to: t); return t }
+        func w(_ n: Int, _ k: Int) throws -> CUDATensor {
+            try backend.upload(HostTensor.owning(rng.floats(n * k, scale: 0.05), shape: [n, k], dtype: .bf16))
+        }
+        let x = try act(32768 * 4), out = try act(32768 * 4)
+        for (n, k) in [(14336, 4096), (4096, 14336), (4096, 4096), (1024, 4096), (32768, 4096)] {
+            let weight = try w(n, k)
+            for rows in [1, 4] {
+                try time("matmul T=\(rows) \(n)x\(k) bf16 (GEMV)", bytes: Double(n * k * 2)) {
+                    try backend.matmul(x, weight: weight, out: out, rows: rows, inDim: k, outDim: n)
+                }
+            }
+        }
+        try time("add n=1 (launch floor)", bytes: 0) { try backend.add(out, x, count: 1) }
+        let norm = try backend.upload(HostTensor.owning(rng.floats(4096), shape: [4096], dtype: .bf16))
+        try time("rmsNorm T=1 D=4096", bytes: 0) { try backend.rmsNorm(x, weight: norm, eps: 1e-5, out: out, rows: 1, dim: 4096) }
+        try time("add n=4096", bytes: 0) { try backend.add(x, out, count: 4096) }
+        let pos = try backend.makeIndices(1)
+        try backend.write([Int32(517)], to: pos)
+        try time("rope T=1 H=32 Dh=128", bytes: 0) { try backend.rope(x, positions: pos, rows: 1, heads: 32, headDim: 128, theta: 1e6) }
+        // Attention: one sequence with 1024 cached tokens, 8 KV heads.
+        let ctx = 1024, bs = 16
+        let kPool = try backend.makeKVPool(blocks: ctx / bs, blockSize: bs, kvHeads: 8, headDim: 128)
+        let vPool = try backend.makeKVPool(blocks: ctx / bs, blockSize: bs, kvHeads: 8, headDim: 128)
+        let kv = try act(ctx * 8 * 128), slots = try backend.makeIndices(ctx)
+        try backend.write((0..<ctx).map(Int32.init), to: slots)
+        try backend.appendKV(k: kv, v: kv, kPool: kPool, vPool: vPool, slots: slots, rows: ctx, kvHeads: 8, headDim: 128)
+        let qs = try backend.makeIndices(2), cl = try backend.makeIndices(1), bt = try backend.makeIndices(ctx / bs), p = try backend.makeIndices(1)
+        try backend.write([Int32(0), 1], to: qs); try backend.write([Int32(ctx)], to: cl)
+        try backend.write((0..<Int32(ctx / bs)).map { $0 }, to: bt); try backend.write([Int32(ctx - 1)], to: p)
+        let batch = AttentionBatch(sequences: 1, tokens: 1, blockSize: bs, maxBlocksPerSequence: ctx / bs, queryStart: qs, positions: p,
+                                   contextLens: cl, blockTables: bt, hostQueryStart: [0, 1], hostContextLens: [Int32(ctx)],
+                                   hostPositions: [Int32(ctx - 1)], hostBlockTables: (0..<Int32(ctx / bs)).map { $0 })
+        try time("attention decode ctx=1024 H=32 G=8 (split-KV)", bytes: Double(ctx * 8 * 128 * 2 * 2)) {
+            try backend.attention(q: x, kPool: kPool, vPool: vPool, batch: batch, out: out, heads: 32, kvHeads: 8, headDim: 128, slidingWindow: nil)
+        }
+    }
+}
