@@ -1,6 +1,7 @@
 // Stand-alone CPU microbenchmark (memory bandwidth and matvec/matmul GB/s), built by
 // tools/cpu-bench/build.sh from the Tensors and CPUBackend sources so it can run on any Linux
 // x86-64 machine without a Swift toolchain. Usage: cpu-bench [rounds] [threads]
+//        or cpu-bench decode [layers] [steps] [threads]   (see Decode.swift)
 //
 // The build machines are shared with other sessions, and the bandwidth they leave varies by 2-3×
 // from second to second. So every matvec is timed between two bandwidth passes of about the same
@@ -15,6 +16,13 @@ func median(_ values: [Double]) -> Double {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count > 1, arguments[1] == "decode" {
+    let layers = arguments.count > 2 ? Int(arguments[2]) ?? 4 : 4
+    let steps = arguments.count > 3 ? Int(arguments[3]) ?? 20 : 20
+    let threads = arguments.count > 4 ? Int(arguments[4]) : nil
+    try runDecodeBench(layers: layers, steps: steps, cpu: CPUBackend(threads: threads))
+    exit(0)
+}
 let rounds = arguments.count > 1 ? Int(arguments[1]) ?? 20 : 20
 let threads = arguments.count > 2 ? Int(arguments[2]) : nil
 let cpu = CPUBackend(threads: threads)
