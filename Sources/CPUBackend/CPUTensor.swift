@@ -68,7 +68,8 @@ public final class CPUTensor: @unchecked Sendable {
         self.partCount = first.elementCount
         self.parts = parts.map { part in
             // The mapped bytes are never written: `isOwned == false` makes every write path throw.
-            UnsafeMutableRawPointer(mutating: part.data.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!)
+            // An empty part has no base address; it is never read, any valid pointer will do.
+            UnsafeMutableRawPointer(mutating: part.data.baseAddress ?? CPUTensor.emptyPart)
         }
         self.shape = parts.count == 1 ? first.shape : [parts.count] + first.shape
         self.count = first.elementCount * parts.count
@@ -79,6 +80,10 @@ public final class CPUTensor: @unchecked Sendable {
     deinit {
         if isOwned { free(parts[0]) }
     }
+
+    /// Stands in for the base address of zero-element weights. `nonisolated(unsafe)`: written once
+    /// at initialisation, never read through.
+    nonisolated(unsafe) private static let emptyPart = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64))
 
     var floats: UnsafeMutablePointer<Float> { base.assumingMemoryBound(to: Float.self) }
     var ints: UnsafeMutablePointer<Int32> { base.assumingMemoryBound(to: Int32.self) }
