@@ -36,10 +36,12 @@ let package = Package(
                           dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
                                          "Model", "Checkpoints"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
+        .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
         .executableTarget(
             name: "mixtral-chat",
             dependencies: [
-                "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "Generation",
+                "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend", "CUDADriver",
+                "Generation", "DemoEvaluation", "AIMEWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
