@@ -40,10 +40,12 @@ struct Chat: AsyncParsableCommand {
             history.append(.user(input))
             var messages = history
             if let systemPrompt { messages.insert(.system(systemPrompt), at: 0) }
-            let prompt: ChatPrompt
+            let prompt: FittedPrompt
             do {
-                prompt = try ChatPrompt(messages: messages, tools: nil, encoder: runtime.encoder,
-                                        contextLength: runtime.model.maxSequenceLength, maxNewTokens: sampling.maxTokens)
+                // Oldest turns go first when the conversation outgrows max-seq-len − max-tokens.
+                let context = runtime.model.maxSequenceLength
+                let budget = context - sampling.maxTokens > 0 ? context - sampling.maxTokens : context - 1
+                prompt = try runtime.encoder.encode(ChatRequest(messages: messages), maxTokens: budget)
             } catch {
                 printError("\(error)")
                 history.removeLast()
