@@ -129,4 +129,3 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
 }
 
-extension StreamingDetokenizer: IncrementalDecoder {}
