@@ -54,13 +54,14 @@ let package = Package(
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [
-                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend",
+                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend", "Chat", "Tokenizers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),

@@ -25,7 +25,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// Reads one `job_data` entry. `key`, `client_session_auth_key` and `wait_for_result` are
     /// ignored, and never appear in an error message.
-    public static func parse(_ entry: [String: JSONValue]) throws(JobInputError) -> JobInput {
+    public static func parse(_ entry: [String: AIMEJSON]) throws(JobInputError) -> JobInput {
         var messages = try parseChatContext(entry["chat_context"] ?? .null)
         switch entry["prompt_input"] ?? .null {
         case .null: break
@@ -38,7 +38,7 @@ public struct JobInput: Sendable, Equatable {
         return JobInput(messages: messages, sampling: try parseSampling(entry))
     }
 
-    static func parseChatContext(_ value: JSONValue) throws(JobInputError) -> [JobMessage] {
+    static func parseChatContext(_ value: AIMEJSON) throws(JobInputError) -> [JobMessage] {
         let prefix = "Dialog has invalid chat context format!"
         switch value {
         case .null:
@@ -69,7 +69,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// Content is a string, or a list of OpenAI-style text parts (`{"type": "text", "text": …}`),
     /// which are concatenated.
-    static func parseContent(_ value: JSONValue?, at path: String, prefix: String) throws(JobInputError) -> String {
+    static func parseContent(_ value: AIMEJSON?, at path: String, prefix: String) throws(JobInputError) -> String {
         switch value {
         case .string(let text)?:
             return text
@@ -118,7 +118,7 @@ public struct JobInput: Sendable, Equatable {
         }
     }
 
-    static func parseSampling(_ entry: [String: JSONValue]) throws(JobInputError) -> JobSampling {
+    static func parseSampling(_ entry: [String: AIMEJSON]) throws(JobInputError) -> JobSampling {
         var sampling = defaultSampling
         if let value = entry["temperature"], value != .null {
             guard let temperature = value.doubleValue, temperature.isFinite, temperature >= 0, temperature <= 2 else {
@@ -149,7 +149,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// A bad value for an error message: numbers as they are, anything else only by type, so
     /// client text (which could hold a credential, or be huge) is never echoed or logged.
-    private static func describe(_ value: JSONValue) -> String {
+    private static func describe(_ value: AIMEJSON) -> String {
         switch value {
         case .int, .double: return value.description
         default: return value.typeName

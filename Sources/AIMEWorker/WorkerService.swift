@@ -177,7 +177,7 @@ public actor AIMEWorkerService {
     private func loginOnce() async throws {
         guard let connection else { throw CancellationError() }
         let c = configuration
-        let body: JSONValue = [
+        let body: AIMEJSON = [
             "worker_parameters": [
                 "auth": .string(c.workerName), "job_type": .string(c.jobType), "auth_key": .string(c.authKey),
                 "interface_version": .string(WorkerConfiguration.interfaceVersion),
@@ -224,7 +224,7 @@ public actor AIMEWorkerService {
                 continue
             }
             guard let connection else { return }
-            let body: JSONValue = [
+            let body: AIMEJSON = [
                 "auth": .string(configuration.workerName), "auth_key": .string(configuration.authKey),
                 "job_type": .string(configuration.jobType), "max_job_batch": .int(free),
             ]

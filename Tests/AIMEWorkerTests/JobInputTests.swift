@@ -6,8 +6,8 @@ import Testing
 /// shared/aime-protocol.md §2.3/§5 and mistral-common's role-order rules.
 @Suite("AIME job input")
 struct JobInputTests {
-    private func entry(_ json: String) throws -> [String: JSONValue] {
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+    private func entry(_ json: String) throws -> [String: AIMEJSON] {
+        let value = try JSONDecoder().decode(AIMEJSON.self, from: Data(json.utf8))
         return try #require(value.objectValue)
     }
 
@@ -87,14 +87,14 @@ struct JobInputTests {
         }
     }
 
-    @Test("JSONValue keeps integers and floats apart and reads null, nested lists and objects")
+    @Test("AIMEJSON keeps integers and floats apart and reads null, nested lists and objects")
     func jsonValueRoundTrip() throws {
         let text = #"{"a": 1, "b": 1.5, "c": null, "d": [true, "x"], "e": {}}"#
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        let value = try JSONDecoder().decode(AIMEJSON.self, from: Data(text.utf8))
         #expect(value == ["a": 1, "b": 1.5, "c": nil, "d": [true, "x"], "e": [:]])
-        let again = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+        let again = try JSONDecoder().decode(AIMEJSON.self, from: JSONEncoder().encode(value))
         #expect(again == value)
-        #expect(String(decoding: try JSONEncoder().encode(JSONValue.int(3)), as: UTF8.self) == "3")
+        #expect(String(decoding: try JSONEncoder().encode(AIMEJSON.int(3)), as: UTF8.self) == "3")
     }
 }
 
