@@ -40,6 +40,7 @@ let package = Package(
             name: "mixtral-chat",
             dependencies: [
                 "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "Generation",
+                "CUDABackend", "CUDADriver", "AIMEWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
