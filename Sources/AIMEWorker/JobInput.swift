@@ -56,7 +56,10 @@ public struct JobInput: Sendable, Equatable {
                 }
                 guard let role = JobMessage.Role(rawValue: roleName) else {
                     let allowed = JobMessage.Role.allCases.map(\.rawValue).joined(separator: ", ")
-                    throw JobInputError("\(prefix) chat_context[\(index)].role '\(roleName.prefix(40))' is not one of \(allowed)")
+                    // Echo the role only when it looks like a role name: client text is never echoed.
+                    let shown = roleName.count <= 20 && roleName.allSatisfy({ $0.isLetter || $0 == "_" })
+                        ? "'\(roleName)'" : "(a string of \(roleName.count) characters)"
+                    throw JobInputError("\(prefix) chat_context[\(index)].role \(shown) is not one of \(allowed)")
                 }
                 let content = try parseContent(fields["content"], at: "chat_context[\(index)].content", prefix: prefix)
                 messages.append(JobMessage(role: role, content: content))

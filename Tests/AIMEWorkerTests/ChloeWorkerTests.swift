@@ -88,15 +88,15 @@ struct ChloeWorkerTests {
         var configuration = Harness.configuration(url: await server.url, maxBatch: 4)
         configuration.maxSeqLen = model.maxSequenceLength
         configuration.model = .fromCheckpoint(directory: ChloeFixtures.modelDirectory.path, quantization: checkpoint.dtype.rawValue)
-        let worker = AIMEWorkerService(configuration: configuration, runner: runner)
-        let run = Task { try await worker.run() }
-
+        // Queued before the worker starts, so the first four arrive in one job reply.
         var ids: [String] = []
         for job in jobs {
             var input = try #require(job.job_data.objectValue)
             input["job_id"] = nil
             ids.append(await server.state.submit(input))
         }
+        let worker = AIMEWorkerService(configuration: configuration, runner: runner)
+        let run = Task { try await worker.run() }
         for (id, job) in zip(ids, jobs) {
             let found = await eventually(timeout: .seconds(60)) { await server.state.job(id)?.results.isEmpty == false }
             try #require(found, "no result for \(job.skill)")

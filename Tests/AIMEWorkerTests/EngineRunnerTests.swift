@@ -59,7 +59,6 @@ struct EngineRunnerTests {
         configuration.maxSeqLen = model.maxSequenceLength
         let worker = AIMEWorkerService(configuration: configuration,
                                        runner: EngineJobRunner(engine: engine, encoder: WordCountEncoder()))
-        let run = Task { try await worker.run() }
 
         // Prompts end in token 10 + words; greedy continues +1 per token.
         let jobs: [(prompt: String, maxGen: Int)] = [("one two three", 5), ("four", 4), ("a b c d e f g h", 6)]
@@ -71,6 +70,8 @@ struct EngineRunnerTests {
         // A prompt longer than the model's 96-token context fails alone.
         let tooLong: AIMEJSON = .array(Array(repeating: ["role": "user", "content": "x"], count: 120))
         let longID = await server.state.submit(["prompt_input": "y", "chat_context": tooLong])
+        // Jobs are queued first, so the worker's first job reply carries them together.
+        let run = Task { try await worker.run() }
 
         for (id, job) in zip(ids, jobs) {
             let found = await eventually { await server.state.job(id)?.results.isEmpty == false }
@@ -152,13 +153,12 @@ extension EngineRunnerTests {
         configuration.maxSeqLen = model.maxSequenceLength
         let runner = EngineJobRunner(engine: engine, encoder: ReferencePromptEncoder(prompts: reference.prompts))
         let worker = AIMEWorkerService(configuration: configuration, runner: runner)
-        let run = Task { try await worker.run() }
-
         var ids: [String] = []
         for (index, greedy) in reference.greedy.enumerated() {
             ids.append(await server.state.submit(["prompt_input": .string(String(index)), "temperature": 0,
                                                   "max_gen_tokens": .int(greedy.count)]))
         }
+        let run = Task { try await worker.run() }
         for (index, id) in ids.enumerated() {
             let found = await eventually(timeout: .seconds(30)) { await server.state.job(id)?.results.isEmpty == false }
             try #require(found)

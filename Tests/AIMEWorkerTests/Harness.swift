@@ -53,10 +53,14 @@ struct Harness {
         return configuration
     }
 
+    /// `prepare` runs after the server started and before the worker does (e.g. to queue jobs
+    /// that must arrive in the worker's first job reply).
     static func start(maxBatch: Int = 1, runner: EchoRunner = EchoRunner(), startServer: Bool = true,
-                      configure: (inout WorkerConfiguration) -> Void = { _ in }) async throws -> Harness {
+                      configure: (inout WorkerConfiguration) -> Void = { _ in },
+                      prepare: (AIMEProtocolState) async -> Void = { _ in }) async throws -> Harness {
         let server = AIMETestServer(pollSeconds: 1)
         try await server.start()
+        await prepare(server.state)
         if !startServer { await server.stop() }
         var configuration = Self.configuration(url: await server.url, maxBatch: maxBatch)
         configure(&configuration)

@@ -61,6 +61,8 @@ struct JobInputTests {
         (#"{"prompt_input": "x", "chat_context": [{"role": "user"}]}"#, "chat_context[0].content is missing"),
         (#"{"prompt_input": "x", "chat_context": [{"role": "user", "content": 5}]}"#, "content must be a string or a list"),
         (#"{"prompt_input": "x", "chat_context": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, "must be a text part"),
+        (#"{"prompt_input": "x", "chat_context": [{"role": "6a17e2a5-b706-03cb-1a32-94b4a1df67da", "content": "x"}]}"#,
+         "role (a string of 36 characters) is not one of"),
         (#"{"prompt_input": 7}"#, "prompt_input must be a string"),
         (#"{"prompt_input": ""}"#, "no user message"),
         (#"{"prompt_input": "", "chat_context": [{"role": "system", "content": "s"}]}"#, "no user message"),

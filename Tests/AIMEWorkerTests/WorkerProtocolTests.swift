@@ -11,11 +11,13 @@ extension Duration {
 struct WorkerProtocolTests {
     @Test("a batch of 3 queued jobs arrives in one reply, runs together, and each gets one correct result")
     func batchOfJobs() async throws {
-        let harness = try await Harness.start(maxBatch: 3, runner: EchoRunner(tokenDelay: .milliseconds(30)))
         let prompts = ["Batch question number 1?", "Batch question number 2?", "Batch question number 3?"]
-        // Queue all three before the worker's first poll can take one alone.
+        // Queue all three before the worker starts, so its first poll takes them together.
         var ids: [String] = []
-        for prompt in prompts { ids.append(await harness.state.submit(chat(prompt, context: chloe))) }
+        let harness = try await Harness.start(maxBatch: 3, runner: EchoRunner(tokenDelay: .milliseconds(30)),
+                                              prepare: { state in
+                                                  for prompt in prompts { ids.append(await state.submit(chat(prompt, context: chloe))) }
+                                              })
 
         for (id, prompt) in zip(ids, prompts) {
             let result = try await harness.result(id)
@@ -60,8 +62,12 @@ struct WorkerProtocolTests {
         // the worker starts them ≥ 200 ms apart; arrival times jitter by the request latency.
         let progressPosts = await harness.state.requests(to: "/worker_job_progress")
         #expect(progressPosts.contains { ($0.body?.arrayValue?.count ?? 0) > 1 })
-        for (earlier, later) in zip(progressPosts, progressPosts.dropFirst()) {
-            #expect(later.time - earlier.time >= .milliseconds(120))
+        // (A single gap can look short when the earlier request was delayed on a busy machine, so
+        // the median gap and the overall count are checked; without the limit the uplink would
+        // post every 40 ms.)
+        let gaps = zip(progressPosts, progressPosts.dropFirst()).map { ($1.time - $0.time).seconds }.sorted()
+        if !gaps.isEmpty {
+            #expect(gaps[gaps.count / 2] >= 0.15, "median gap between progress POSTs: \(gaps)")
         }
         if let first = progressPosts.first, let last = progressPosts.last {
             #expect(Double(progressPosts.count - 1) <= (last.time - first.time).seconds / 0.2 + 1)
