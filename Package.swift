@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [
-                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend",
+                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend", "Chat", "Tokenizers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -65,6 +65,8 @@ let package = Package(
             ]),
         .testTarget(name: "DemoModelTests",
                     dependencies: ["DemoEvaluation", "Generation", "Model", "CPUBackend", "Checkpoints", "Chat", "Tokenizers"]),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),

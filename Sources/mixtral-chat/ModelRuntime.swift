@@ -14,6 +14,8 @@ import Tokenizers
 struct ModelRuntime: Sendable {
     let label: String
     let directory: URL
+    /// The weights' stored dtype ("bf16", …), reported to the AIME server as the quantisation.
+    let weightDType: String
     let config: ModelConfig
     let tokenizer: SentencePieceTokenizer
     let encoder: InstructEncoder
@@ -49,7 +51,7 @@ struct ModelRuntime: Sendable {
         let model = try makeModel(checkpoint, options: options, quiet: quiet)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
-        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, config: checkpoint.config,
+        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }
 

@@ -23,7 +23,7 @@ struct Worker: AsyncParsableCommand {
     @Option(name: [.customLong("job-type"), .customLong("job_type")]) var jobType: String = "mixtral"
     @Option(name: [.customLong("log-level"), .customLong("log_level")], help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
-    @Flag(help: "No one-line status on stderr.") var quiet = false
+    @Flag(name: [.customLong("no-status"), .customLong("quiet")], help: "No one-line status on stderr.") var quiet = false
 
     func run() async throws {
         var options = model
@@ -42,48 +42,72 @@ struct Worker: AsyncParsableCommand {
         var configuration = WorkerConfiguration(
             apiServer: apiServer, authKey: apiAuthKey, jobType: jobType, maxBatchSize: options.maxBatchSize,
             maxSeqLen: runtime.model.maxSequenceLength,
-            model: ModelDescription.fromCheckpoint(directory: runtime.directory.path),
+            model: ModelDescription.fromCheckpoint(directory: runtime.directory.path, quantization: runtime.weightDType),
             gpuName: runtime.model.deviceName, numGPUs: runtime.model.deviceName.hasPrefix("cpu") ? 0 : 1)
         configuration.framework = "MixtralChat"
-        let runner = EngineJobRunner(engine: runtime.engine, encoder: InstructJobEncoder(encoder: runtime.encoder))
+        let runner = EngineJobRunner(engine: runtime.engine, encoder: InstructJobEncoder(runtime.encoder))
         let worker = AIMEWorkerService(configuration: configuration, runner: runner)
-        let signals = WorkerSignalHandler(worker: worker) { message in
-            FileHandle.standardError.write(Data("\n\(message)\n".utf8))
-        }
+        let status = StatusLine(enabled: !quiet)
+        let signals = WorkerSignalHandler(worker: worker) { message in status.message(message) }
         defer { signals.cancel() }
-        let statusTask = Task {
-            guard !quiet else { return }
+        let printer = Task {
             while !Task.isCancelled {
+                status.show(await worker.status().line)
                 try? await Task.sleep(for: .seconds(1))
-                let line = await worker.status().line
-                FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
             }
         }
-        defer { statusTask.cancel() }
+        defer { printer.cancel() }
         do { try await worker.run() } catch {
+            status.finish(await worker.status().line)
             printError("\(error)")
             throw ExitCode(1)
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        status.finish(await worker.status().line)
     }
 }
 
-/// AIME job dialogs in the model's instruct format: each `{role, content}` becomes a chat
-/// message and `InstructEncoder` emits control tokens by id (user text can never forge them);
-/// a trailing assistant message means "continue this answer".
-struct InstructJobEncoder: JobPromptEncoder {
-    let encoder: InstructEncoder
+/// The console status: rewritten in place on a terminal; in a log file, one line when the state
+/// changes kind (polling, running, offline, …) and otherwise at most every 30 s.
+final class StatusLine: @unchecked Sendable {
+    // @unchecked: `last`, `lastKind` and `lastWrite` are only touched under `lock`.
+    private let lock = NSLock()
+    private var last = ""
+    private var lastKind = ""
+    private var lastWrite = ContinuousClock.now
+    private let enabled: Bool
+    private let terminal = isatty(STDERR_FILENO) != 0
 
-    func encode(_ messages: [JobMessage]) throws -> [Int] {
-        let chat: [ChatMessage] = messages.map { m in
-            switch m.role {
-            case .system: return .system(m.content)
-            case .user: return .user(m.content)
-            case .assistant: return .assistant(m.content)
-            case .tool: return .tool(m.content, toolCallID: nil)
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ line: String) {
+        guard enabled else { return }
+        lock.withLock {
+            guard line != last else { return }
+            if terminal {
+                write("\r\u{1B}[2K" + line)
+            } else {
+                // The state is the text before the first "|", without its counters.
+                let kind = String(line.prefix { $0 != "|" }.filter { !$0.isNumber })
+                guard kind != lastKind || ContinuousClock.now - lastWrite >= .seconds(30) else { return }
+                lastKind = kind
+                write(line + "\n")
             }
+            last = line
+            lastWrite = .now
         }
-        let continuing = messages.last?.role == .assistant
-        return try encoder.encode(ChatRequest(messages: chat, continueFinalMessage: continuing))
+    }
+
+    func message(_ text: String) {
+        lock.withLock { write((terminal && !last.isEmpty ? "\r\u{1B}[2K" : "") + text + "\n" + (terminal ? last : "")) }
+    }
+
+    func finish(_ line: String) {
+        guard enabled else { return }
+        lock.withLock { write((terminal ? "\r\u{1B}[2K" : "") + line + "\n") }
+    }
+
+    private func write(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }
+
