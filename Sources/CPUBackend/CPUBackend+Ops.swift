@@ -112,13 +112,15 @@ extension CPUBackend {
         try check(positions, .i32, atLeast: rows, "rope positions")
         let pairs = headDim / 2
         try locked {
-            // (T, Dh/2) cos then (T, Dh/2) sin, in Double for the angle so large positions keep
-            // full precision, rounded once to f32.
+            // (T, Dh/2) cos then (T, Dh/2) sin, then (Dh/2) inverse frequencies θ^(−2i/Dh). The
+            // angle is formed in Double so large positions keep full precision, then rounded once.
             let table = try scratch.shared[0].reserve(2 * max(1, rows * pairs))
+            let inverseFrequency = try scratch.sharedDoubles.reserve(pairs)
+            for i in 0..<pairs { inverseFrequency[i] = pow(Double(theta), -Double(2 * i) / Double(headDim)) }
             for t in 0..<rows {
                 let position = Double(positions.ints[t])
                 for i in 0..<pairs {
-                    let angle = position * pow(Double(theta), -Double(2 * i) / Double(headDim))
+                    let angle = position * inverseFrequency[i]
                     table[t * pairs + i] = Float(cos(angle))
                     table[rows * pairs + t * pairs + i] = Float(sin(angle))
                 }

@@ -57,34 +57,73 @@ func loadF32x8(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
     UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
 }
 
-/// Σ w[i]·x[i] for one weight row against one activation row, f32 accumulation.
-/// Four independent accumulators keep four FMAs in flight, enough to keep up with memory.
+/// The one summation order every dot product in this backend uses, so that a result does not
+/// depend on which kernel computed it (one token or four, any thread split, any batch
+/// composition): two SIMD8 accumulators taking alternate 8-element slices (i / 8 even → a,
+/// odd → b), then `hsum(a + b)`, then the < 8 leftover elements one by one with FMA.
+/// Two independent FMA chains also keep a core ahead of its share of memory bandwidth.
+@inline(__always)
+func hsum(_ v: SIMD8<Float>) -> Float {
+    let h = v.lowHalf + v.highHalf
+    let q = h.lowHalf + h.highHalf
+    return q[0] + q[1]
+}
+
+/// Σ w[i]·x[i] for one weight row against one activation row, in the canonical order (`hsum`).
 @inline(__always)
 func dotRow<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+    var a = SIMD8<Float>(), b = SIMD8<Float>()
     var i = 0
-    while i &+ 32 <= n {
-        a0 = a0.addingProduct(W.load8(w, i), loadF32x8(x, i))
-        a1 = a1.addingProduct(W.load8(w, i &+ 8), loadF32x8(x, i &+ 8))
-        a2 = a2.addingProduct(W.load8(w, i &+ 16), loadF32x8(x, i &+ 16))
-        a3 = a3.addingProduct(W.load8(w, i &+ 24), loadF32x8(x, i &+ 24))
-        i &+= 32
+    while i &+ 16 <= n {
+        a = a.addingProduct(W.load8(w, i), loadF32x8(x, i))
+        b = b.addingProduct(W.load8(w, i &+ 8), loadF32x8(x, i &+ 8))
+        i &+= 16
     }
-    while i &+ 8 <= n {
-        a0 = a0.addingProduct(W.load8(w, i), loadF32x8(x, i))
+    if i &+ 8 <= n {
+        a = a.addingProduct(W.load8(w, i), loadF32x8(x, i))
         i &+= 8
     }
-    var sum = ((a0 + a1) + (a2 + a3)).sum()
+    var sum = hsum(a + b)
     while i < n {
-        sum += W.load1(w, i) * x[i]
+        sum = sum.addingProduct(W.load1(w, i), x[i])
         i &+= 1
     }
     return sum
 }
 
-/// One weight row against four activation rows at once: the row is widened once and used four
-/// times, so prefill reads each weight once per four tokens (and the tile loop around it keeps
-/// the row in cache for the rest of the token block).
+/// Two weight rows against one activation row, each in the canonical order: the activation
+/// slice is loaded once for both rows (decode matvec; halves the cache traffic for x).
+@inline(__always)
+func dotRow2<W: WeightElement>(_: W.Type, _ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer,
+                               _ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+    var i = 0
+    while i &+ 16 <= n {
+        let xa = loadF32x8(x, i), xb = loadF32x8(x, i &+ 8)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        b0 = b0.addingProduct(W.load8(w0, i &+ 8), xb)
+        b1 = b1.addingProduct(W.load8(w1, i &+ 8), xb)
+        i &+= 16
+    }
+    if i &+ 8 <= n {
+        let xa = loadF32x8(x, i)
+        a0 = a0.addingProduct(W.load8(w0, i), xa)
+        a1 = a1.addingProduct(W.load8(w1, i), xa)
+        i &+= 8
+    }
+    var s0 = hsum(a0 + b0), s1 = hsum(a1 + b1)
+    while i < n {
+        s0 = s0.addingProduct(W.load1(w0, i), x[i])
+        s1 = s1.addingProduct(W.load1(w1, i), x[i])
+        i &+= 1
+    }
+    return (s0, s1)
+}
+
+/// One weight row against four activation rows at once, each in the canonical order: the row is
+/// widened once and used four times, so prefill reads each weight once per four tokens (and the
+/// tile loop around it keeps the row in cache for the rest of the token block).
 @inline(__always)
 func dotRow4<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x0: UnsafePointer<Float>,
                                _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
@@ -105,7 +144,7 @@ func dotRow4<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x0: UnsafePoi
         b3 = b3.addingProduct(wb, loadF32x8(x3, i &+ 8))
         i &+= 16
     }
-    while i &+ 8 <= n {
+    if i &+ 8 <= n {
         let wa = W.load8(w, i)
         a0 = a0.addingProduct(wa, loadF32x8(x0, i))
         a1 = a1.addingProduct(wa, loadF32x8(x1, i))
@@ -113,10 +152,10 @@ func dotRow4<W: WeightElement>(_: W.Type, _ w: UnsafeRawPointer, _ x0: UnsafePoi
         a3 = a3.addingProduct(wa, loadF32x8(x3, i))
         i &+= 8
     }
-    var s = SIMD4<Float>((a0 + b0).sum(), (a1 + b1).sum(), (a2 + b2).sum(), (a3 + b3).sum())
+    var s = SIMD4<Float>(hsum(a0 + b0), hsum(a1 + b1), hsum(a2 + b2), hsum(a3 + b3))
     while i < n {
         let wi = W.load1(w, i)
-        s = s.addingProduct(SIMD4(x0[i], x1[i], x2[i], x3[i]), SIMD4(repeating: wi))
+        s = s.addingProduct(SIMD4(repeating: wi), SIMD4(x0[i], x1[i], x2[i], x3[i]))
         i &+= 1
     }
     return s

@@ -38,7 +38,7 @@ func rowsPerCacheBlock(inDim: Int, elementBytes: Int) -> Int {
 /// 0..<tokens (x row-major with `xStride`), handed to `sink`.
 ///
 /// Loop order: for each L2-sized block of weight rows, every group of four tokens runs over it
-/// (`dotRow4`), so each weight byte comes from DRAM once per call however many tokens there are.
+/// (`dotBlock4`), so each weight byte comes from DRAM once per call however many tokens there are.
 /// With one token this is a plain streaming matvec.
 @inline(__always)
 func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPointer, inDim: Int,
@@ -46,36 +46,117 @@ func gemmTile<W: WeightElement, S: TileSink>(_ type: W.Type, weight: UnsafeRawPo
                                               tokens: Int, sink: S) {
     let rowBytes = inDim &* W.stride
     if tokens == 1 {
-        for r in rows {
+        var r = rows.lowerBound
+        while r &+ 2 <= rows.upperBound {
+            let (v0, v1) = dotRow2(W.self, weight + r &* rowBytes, weight + (r &+ 1) &* rowBytes, x, inDim)
+            sink.emit(token: 0, row: r, value: v0)
+            sink.emit(token: 0, row: r &+ 1, value: v1)
+            r &+= 2
+        }
+        if r < rows.upperBound {
             sink.emit(token: 0, row: r, value: dotRow(W.self, weight + r &* rowBytes, x, inDim))
         }
         return
     }
-    let block = rowsPerCacheBlock(inDim: inDim, elementBytes: W.stride)
-    var blockStart = rows.lowerBound
-    while blockStart < rows.upperBound {
-        let blockEnd = min(blockStart &+ block, rows.upperBound)
-        var t = 0
-        while t &+ 4 <= tokens {
-            let x0 = x + t &* xStride
-            let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
-            for r in blockStart..<blockEnd {
-                let v = dotRow4(W.self, weight + r &* rowBytes, x0, x1, x2, x3, inDim)
-                sink.emit(token: t, row: r, value: v[0])
-                sink.emit(token: t &+ 1, row: r, value: v[1])
-                sink.emit(token: t &+ 2, row: r, value: v[2])
-                sink.emit(token: t &+ 3, row: r, value: v[3])
+    // At most 32 rows per block so the accumulators (8 SIMD8 per row) fit a small stack buffer.
+    let block = min(32, rowsPerCacheBlock(inDim: inDim, elementBytes: W.stride))
+    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: block &* 8) { accumulators in
+        guard let acc = accumulators.baseAddress else { return }
+        var blockStart = rows.lowerBound
+        while blockStart < rows.upperBound {
+            let blockEnd = min(blockStart &+ block, rows.upperBound)
+            var t = 0
+            while t &+ 4 <= tokens {
+                if tokens >= 16 {
+                    // Compute-bound: keep the activations in L1 (reduction-blocked).
+                    dotBlock4(W.self, weight: weight, rowBytes: rowBytes, rows: blockStart..<blockEnd,
+                              x: x + t &* xStride, xStride: xStride, n: inDim, token: t, sink: sink, acc: acc)
+                } else {
+                    // Few tokens, still bandwidth-bound: stream each weight row straight through.
+                    let x0 = x + t &* xStride
+                    let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
+                    for r in blockStart..<blockEnd {
+                        let v = dotRow4(W.self, weight + r &* rowBytes, x0, x1, x2, x3, inDim)
+                        for j in 0..<4 { sink.emit(token: t &+ j, row: r, value: v[j]) }
+                    }
+                }
+                t &+= 4
             }
-            t &+= 4
-        }
-        while t < tokens {
-            let xt = x + t &* xStride
-            for r in blockStart..<blockEnd {
-                sink.emit(token: t, row: r, value: dotRow(W.self, weight + r &* rowBytes, xt, inDim))
+            while t < tokens {
+                let xt = x + t &* xStride
+                for r in blockStart..<blockEnd {
+                    sink.emit(token: t, row: r, value: dotRow(W.self, weight + r &* rowBytes, xt, inDim))
+                }
+                t &+= 1
             }
-            t &+= 1
+            blockStart = blockEnd
         }
-        blockStart = blockEnd
+    }
+}
+
+/// Elements of the reduction dimension per pass in `dotBlock4` (a multiple of 16): four tokens ×
+/// 512 floats = 8 KiB of activations, which stay in L1 while every row of the block uses them.
+let reductionChunk = 512
+
+/// `dotRow4` for every row of `rows` against tokens token…token+3, blocked over the reduction
+/// dimension: the accumulators of each row are kept in `acc` between chunks, so the activations
+/// are read from L1 instead of L2 and each row still sums in exactly `dotRow4`'s (the canonical)
+/// order — same FMAs into the same accumulators, same tails, same `hsum`.
+@inline(__always)
+func dotBlock4<W: WeightElement, S: TileSink>(_: W.Type, weight: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>,
+                                              x: UnsafePointer<Float>, xStride: Int, n: Int, token: Int,
+                                              sink: S, acc: UnsafeMutablePointer<SIMD8<Float>>) {
+    let x0 = x, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
+    acc.update(repeating: SIMD8<Float>(), count: rows.count &* 8)
+    let n16 = n & ~15
+    var k = 0
+    while k < n16 {
+        let kEnd = min(k &+ reductionChunk, n16)
+        var p = acc
+        for r in rows {
+            let w = weight + r &* rowBytes
+            var a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3]
+            var b0 = p[4], b1 = p[5], b2 = p[6], b3 = p[7]
+            var i = k
+            while i < kEnd {
+                let wa = W.load8(w, i)
+                let wb = W.load8(w, i &+ 8)
+                a0 = a0.addingProduct(wa, loadF32x8(x0, i))
+                a1 = a1.addingProduct(wa, loadF32x8(x1, i))
+                a2 = a2.addingProduct(wa, loadF32x8(x2, i))
+                a3 = a3.addingProduct(wa, loadF32x8(x3, i))
+                b0 = b0.addingProduct(wb, loadF32x8(x0, i &+ 8))
+                b1 = b1.addingProduct(wb, loadF32x8(x1, i &+ 8))
+                b2 = b2.addingProduct(wb, loadF32x8(x2, i &+ 8))
+                b3 = b3.addingProduct(wb, loadF32x8(x3, i &+ 8))
+                i &+= 16
+            }
+            p[0] = a0; p[1] = a1; p[2] = a2; p[3] = a3
+            p[4] = b0; p[5] = b1; p[6] = b2; p[7] = b3
+            p += 8
+        }
+        k = kEnd
+    }
+    var p = acc
+    for r in rows {
+        let w = weight + r &* rowBytes
+        var a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3]
+        var i = n16
+        if i &+ 8 <= n {
+            let wa = W.load8(w, i)
+            a0 = a0.addingProduct(wa, loadF32x8(x0, i))
+            a1 = a1.addingProduct(wa, loadF32x8(x1, i))
+            a2 = a2.addingProduct(wa, loadF32x8(x2, i))
+            a3 = a3.addingProduct(wa, loadF32x8(x3, i))
+            i &+= 8
+        }
+        var s = SIMD4<Float>(hsum(a0 + p[4]), hsum(a1 + p[5]), hsum(a2 + p[6]), hsum(a3 + p[7]))
+        while i < n {
+            s = s.addingProduct(SIMD4(repeating: W.load1(w, i)), SIMD4(x0[i], x1[i], x2[i], x3[i]))
+            i &+= 1
+        }
+        for j in 0..<4 { sink.emit(token: token &+ j, row: r, value: s[j]) }
+        p += 8
     }
 }
 

@@ -11,33 +11,52 @@ import Tensors
 /// Decode at batch 1 reads every active weight once per token, so tokens/s can be at most
 /// bandwidth ÷ bytes per token; benchmarks report their ratio to this number.
 public enum CPUMemoryBandwidth {
-    /// Streams a buffer much larger than the caches with all threads (each summing its own
-    /// contiguous part with SIMD loads) and returns the best of `runs` passes in GB/s (10⁹ B/s).
+    /// Streams a buffer much larger than the caches with all threads and returns the best of
+    /// `runs` passes in GB/s (10⁹ B/s).
     /// - Parameters:
     ///   - bytes: buffer size; the default 512 MiB is far beyond any L3 here.
     ///   - runs: timed passes after one warm-up pass.
     ///   - backend: whose pool to use (defaults to a new backend over all cores).
     public static func measure(bytes: Int = 512 << 20, runs: Int = 5, backend: CPUBackend? = nil) throws -> Double {
-        let cpu = backend ?? CPUBackend()
-        let floats = max(bytes / 4, 1 << 16)
-        let buffer = try CPUTensor(owning: .f32, shape: [floats])
-        // Touch every page (and give the values something to sum).
-        for i in 0..<floats { buffer.floats[i] = Float(i & 1023) }
-        let threads = cpu.threadCount
-        let partials = try CPUTensor(owning: .f32, shape: [threads * 16])
+        let stream = try Stream(bytes: bytes, backend: backend)
+        stream.pass()
         var best = 0.0
-        for run in 0...max(1, runs) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            cpu.pool.run(tasks: threads) { task, _ in
-                let per = floats / threads
-                let begin = task * per
-                let end = task == threads - 1 ? floats : begin + per
-                partials.floats[task * 16] = sumStream(buffer.floats + begin, end - begin)
-            }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            if run > 0 { best = max(best, Double(floats * 4) / seconds / 1e9) }
-        }
+        for _ in 0..<max(1, runs) { best = max(best, Double(stream.bytes) / stream.pass() / 1e9) }
         return best
+    }
+
+    /// A buffer to stream, allocated and touched once, read as often as wanted.
+    public final class Stream {
+        public let bytes: Int
+        let cpu: CPUBackend
+        let buffer: CPUTensor
+        let partials: CPUTensor
+        let floats: Int
+        /// 1 MiB chunks handed out dynamically, like the matmul's row chunks: each chunk is one
+        /// contiguous stream, and a thread descheduled for a moment does not hold up the others.
+        let chunk = 1 << 18
+
+        public init(bytes: Int = 512 << 20, backend: CPUBackend? = nil) throws {
+            cpu = backend ?? CPUBackend()
+            floats = max(bytes / 4, 1 << 16)
+            self.bytes = floats * 4
+            buffer = try CPUTensor(owning: .f32, shape: [floats])
+            // Touch every page (and give the values something to sum).
+            for i in 0..<floats { buffer.floats[i] = Float(i & 1023) }
+            partials = try CPUTensor(owning: .f32, shape: [(floats + chunk - 1) / chunk])
+        }
+
+        /// Reads the whole buffer once with every pool thread; returns the wall seconds taken.
+        @discardableResult
+        public func pass() -> Double {
+            let (floats, chunk, buffer, partials) = (self.floats, self.chunk, self.buffer, self.partials)
+            let start = DispatchTime.now().uptimeNanoseconds
+            cpu.pool.run(tasks: partials.count) { task, _ in
+                let begin = task * chunk
+                partials.floats[task] = sumStream(buffer.floats + begin, min(chunk, floats - begin))
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
     }
 }
 

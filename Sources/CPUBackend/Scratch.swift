@@ -43,6 +43,7 @@ final class ScratchSpace {
     let perThread: [ScratchBuffer<Float>]
     let shared: [ScratchBuffer<Float>]
     let sharedInts: [ScratchBuffer<Int32>]
+    let sharedDoubles = ScratchBuffer<Double>()
 
     init(threads: Int, sharedBuffers: Int) {
         perThread = (0..<threads).map { _ in ScratchBuffer() }

@@ -1,10 +1,11 @@
 import Dispatch
+import Foundation
 import Tensors
 
 /// Seeded random weights of any `ModelConfig`, for benchmarks of real model shapes (e.g. Mistral
 /// 7B layers) without a download, and for tests.
 ///
-/// Matrices are ≈ N(0, 1/√fan_in) (fan_in = the last dimension, the one a matmul reduces over) so
+/// Matrices are N(0, 1/√fan_in) (fan_in = the last dimension, the one a matmul reduces over) so
 /// activations keep their scale through the layers; norm weights are ≈ 1 (1 + 0.02·N). No value is
 /// ever exactly zero: a zero matrix would let a kernel that skips work look correct (and fast).
 /// Values depend only on (seed, key, element index) — not on thread count — so two runs agree.
@@ -36,28 +37,52 @@ public struct RandomWeights: WeightSource {
         let mean: Float = isNorm ? 1 : 0
         let storage = OwnedBytes(count: count * dtype.byteSize)
         let out = WritablePointer(raw: storage.pointer)
+        switch dtype {   // bind once so the typed stores below are well-defined
+        case .bf16, .f16: storage.pointer.bindMemory(to: UInt16.self, capacity: count)
+        case .f32, .i32: storage.pointer.bindMemory(to: Float.self, capacity: count)
+        }
         let keySeed = seed ^ fnv1a(key.nativeName)
         let chunk = 1 << 18
         let chunks = (count + chunk - 1) / chunk
         let dtype = self.dtype
+        // Values that would round to zero in the stored dtype are replaced by this tiny one.
+        let tiny = std * 1e-3
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             var rng = SplitMix64(state: keySeed &+ UInt64(c) &* 0x9E37_79B9_7F4A_7C15)
             let begin = c * chunk
             let end = min(count, begin + chunk)
-            for i in begin..<end {
-                var x = mean + std * rng.nextApproxNormal()
-                if x == 0 { x = std * 1e-3 }
+            normalQuantiles.withUnsafeBufferPointer { table in
+                guard let q = table.baseAddress else { return }
+                // One 64-bit draw gives four 16-bit indices into the 65536-entry quantile table.
+                @inline(__always) func fill(_ store: (Int, Float) -> Void) {
+                    var i = begin
+                    while i < end {
+                        var r = rng.next()
+                        for j in i..<min(i + 4, end) {
+                            store(j, mean + std * q[Int(truncatingIfNeeded: r & 0xFFFF)])
+                            r >>= 16
+                        }
+                        i += 4
+                    }
+                }
                 switch dtype {
                 case .bf16:
-                    var b = BFloat16.fromFloat(x)
-                    if b & 0x7FFF == 0 { b = BFloat16.fromFloat(std * 1e-3) }
-                    out.raw.storeBytes(of: b, toByteOffset: 2 * i, as: UInt16.self)
+                    let p = out.raw.assumingMemoryBound(to: UInt16.self)
+                    let fallback = BFloat16.fromFloat(tiny)
+                    fill { i, x in
+                        let b = BFloat16.fromFloat(x)
+                        p[i] = b & 0x7FFF == 0 ? fallback : b
+                    }
                 case .f16:
-                    var h = Float16(x)
-                    if h == 0 { h = Float16(std * 1e-3) }
-                    out.raw.storeBytes(of: h.bitPattern, toByteOffset: 2 * i, as: UInt16.self)
+                    let p = out.raw.assumingMemoryBound(to: UInt16.self)
+                    let fallback = Float16(tiny).bitPattern
+                    fill { i, x in
+                        let h = Float16(x).bitPattern
+                        p[i] = h & 0x7FFF == 0 ? fallback : h
+                    }
                 case .f32, .i32:
-                    out.raw.storeBytes(of: x, toByteOffset: 4 * i, as: Float.self)
+                    let p = out.raw.assumingMemoryBound(to: Float.self)
+                    fill { i, x in p[i] = x == 0 ? tiny : x }
                 }
             }
         }
@@ -91,13 +116,18 @@ private struct SplitMix64 {
         return z ^ (z >> 31)
     }
 
-    /// Irwin–Hall: the sum of four 16-bit uniforms, centred and scaled to unit variance. One
-    /// 64-bit draw per value keeps generating billions of weights fast; the tails are cut at
-    /// ±2√3, which no benchmark cares about.
-    mutating func nextApproxNormal() -> Float {
-        let r = next()
-        let s = (r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48)
-        let u = (Float(s) + 2) / 65536 - 2           // sum of four U(0,1) minus 2: mean 0, variance 1/3
-        return u * 1.7320508                        // × √3 → variance 1
+}
+
+/// The 65536 quantiles Φ⁻¹((k + ½) / 65536) of the standard normal: a 16-bit uniform index into
+/// this table is an (exactly distributed, finely discretised) N(0, 1) sample, four per 64-bit
+/// random draw — fast enough to fill billions of benchmark weights in seconds.
+private let normalQuantiles: [Float] = (0..<65536).map { k in
+    let p = (Double(k) + 0.5) / 65536
+    // Φ(x) = (1 + erf(x/√2)) / 2 is monotone: bisect on [-6, 6] to double precision.
+    var lo = -6.0, hi = 6.0
+    for _ in 0..<60 {
+        let mid = (lo + hi) / 2
+        if 0.5 * (1 + erf(mid / 2.0.squareRoot())) < p { lo = mid } else { hi = mid }
     }
+    return Float((lo + hi) / 2)
 }

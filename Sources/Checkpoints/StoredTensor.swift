@@ -20,7 +20,18 @@ struct StoredTensor: Sendable {
             throw CheckpointError(.unsupportedDType, file: file.name, tensor: name,
                                   "unsupported dtype \(dtypeName) (supported: BF16, F16, F32)")
         }
-        return HostTensor(dtype: dtype, shape: shape, data: file.slice(offset: offset, length: byteCount), owner: file)
+        let view = file.slice(offset: offset, length: byteCount)
+        if offset % dtype.byteSize == 0 {
+            return HostTensor(dtype: dtype, shape: shape, data: view, owner: file)
+        }
+        // The mapping is page-aligned, so only a file that places a tensor at an odd offset gets
+        // here (safetensors headers are padded to 8 bytes and torch aligns storages to 64, so real
+        // checkpoints never do). Kernels may load elements with aligned loads: give them an
+        // aligned copy rather than a crash.
+        let copy = OwnedBytes(count: byteCount)
+        if let src = view.baseAddress { copy.pointer.copyMemory(from: src, byteCount: byteCount) }
+        return HostTensor(dtype: dtype, shape: shape, data: UnsafeRawBufferPointer(start: copy.pointer, count: byteCount),
+                          owner: copy)
     }
 }
 

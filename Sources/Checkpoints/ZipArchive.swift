@@ -21,6 +21,11 @@ struct ZipArchive {
         let count = file.count
         // End of central directory: 22 bytes + a comment of up to 65535 bytes, at the very end.
         guard count >= 22 else { throw CheckpointError(.truncated, file: name, "zip: file is only \(count) bytes") }
+        guard file.load(0, as: UInt32.self) == 0x0403_4b50 else {
+            // torch.save before PyTorch 1.6 wrote a bare pickle stream (starts with PROTO 0x80).
+            let legacy = file.bytes[0] == 0x80 ? " (looks like the legacy pre-1.6 torch.save format; re-save with a current PyTorch)" : ""
+            throw CheckpointError(.badHeader, file: name, "not a zip file\(legacy)")
+        }
         var eocd = -1
         var p = count - 22
         let lowest = max(0, count - 22 - 65535)
@@ -88,14 +93,14 @@ struct ZipArchive {
                 e += 4 + len
             }
             guard local <= UInt64(count - 30), csize <= UInt64(count), usize <= UInt64(count) || method != 0 else {
-                throw CheckpointError(.truncated, file: name, tensor: entryName, "zip entry lies outside the \(count)-byte file")
+                throw CheckpointError(.truncated, file: name, "zip entry '\(entryName)' lies outside the \(count)-byte file")
             }
             let l = Int(local)
             guard file.load(l, as: UInt32.self) == 0x0403_4b50 else { throw bad("no local header for '\(entryName)' at byte \(l)") }
             let dataOffset = l + 30 + Int(file.load(l + 26, as: UInt16.self)) + Int(file.load(l + 28, as: UInt16.self))
             guard dataOffset + Int(csize) <= count else {
-                throw CheckpointError(.truncated, file: name, tensor: entryName,
-                                      "zip entry data \(dataOffset)+\(csize) runs past the end of the \(count)-byte file")
+                throw CheckpointError(.truncated, file: name,
+                                      "zip entry '\(entryName)' data \(dataOffset)+\(csize) runs past the end of the \(count)-byte file")
             }
             entries[entryName] = Entry(name: entryName, method: method, dataOffset: dataOffset, size: Int(csize),
                                        uncompressedSize: Int(min(usize, UInt64(Int.max))))
@@ -107,8 +112,8 @@ struct ZipArchive {
     /// The bytes of a stored entry, or `.compressed` if it was deflated.
     func storedBytes(_ entry: Entry) throws -> (offset: Int, count: Int) {
         guard entry.method == 0, entry.size == entry.uncompressedSize else {
-            throw CheckpointError(.compressed, file: file.name, tensor: entry.name,
-                                  "zip entry is compressed (method \(entry.method)); torch.save writes stored entries — re-save without compression")
+            throw CheckpointError(.compressed, file: file.name,
+                                  "zip entry '\(entry.name)' is compressed (method \(entry.method)); torch.save writes stored entries — re-save without compression")
         }
         return (entry.dataOffset, entry.size)
     }

@@ -11,7 +11,7 @@ import Testing
     /// more than one 64-token block), dims that are not multiples of 8/32, and a wide row that
     /// splits into several cache blocks.
     static let matmulShapes: [(Int, Int, Int)] = [
-        (1, 7, 5), (1, 67, 33), (1, 4103, 19), (3, 129, 17), (5, 256, 40), (9, 1000, 13), (70, 64, 150), (6, 4103, 37),
+        (1, 7, 5), (1, 67, 33), (1, 4103, 19), (3, 129, 17), (5, 256, 40), (9, 1000, 13), (70, 64, 150), (6, 4103, 37), (20, 1037, 45),
     ]
 
     @Test(arguments: [DType.bf16, .f16, .f32])
@@ -167,5 +167,97 @@ import Testing
     @Test func memoryBandwidthIsMeasured() throws {
         let gbps = try CPUMemoryBandwidth.measure(bytes: 16 << 20, runs: 2)
         #expect(gbps.isFinite && gbps > 0)
+    }
+}
+
+/// The split of work over threads must not change any result bit (reproducible generation).
+@Suite struct DeterminismTests {
+    @Test func resultsAreIdenticalForAnyThreadCount() throws {
+        var outputs: [[Float]] = []
+        for threads in [1, 2, 3] {
+            let cpu = CPUBackend(threads: threads)
+            var random = SeededRandom(seed: 81)
+            var collected: [Float] = []
+            for rows in [1, 7] {
+                let w = try cpu.upload(TestWeight(&random, shape: [301, 259], dtype: .bf16).host)
+                let x = try cpu.makeActivation([rows, 259]), out = try cpu.makeActivation([rows, 301])
+                try cpu.write(random.floats(rows * 259), to: x)
+                try cpu.matmul(x, weight: w, out: out, rows: rows, inDim: 259, outDim: 301)
+                collected += try cpu.readFloats(out, count: rows * 301)
+
+                let (dim, hidden, experts) = (40, 72, 4)
+                let stack = { (shape: [Int]) in
+                    try cpu.upload(stacking: (0..<experts).map { _ in TestWeight(&random, shape: shape, dtype: .bf16).host })
+                }
+                let w1 = try stack([hidden, dim]), w2 = try stack([dim, hidden]), w3 = try stack([hidden, dim])
+                let xe = try cpu.makeActivation([rows, dim]), oe = try cpu.makeActivation([rows, dim])
+                try cpu.write(random.floats(rows * dim), to: xe)
+                let ids = try cpu.makeIndices(rows * 2), weights = try cpu.makeActivation([rows, 2])
+                try cpu.write((0..<(rows * 2)).map { Int32(($0 * 3 + $0 / 2) % experts) }, to: ids)
+                try cpu.write(random.floats(rows * 2), to: weights)
+                try cpu.moeExperts(xe, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights, out: oe,
+                                   rows: rows, dim: dim, hidden: hidden, experts: experts, topK: 2)
+                collected += try cpu.readFloats(oe, count: rows * dim)
+            }
+            outputs.append(collected)
+        }
+        for other in outputs.dropFirst() {
+            let differing = zip(outputs[0], other).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "\(differing) of \(other.count) results differ between thread counts")
+        }
+    }
+
+    /// Every dot product uses one summation order whatever kernel computes it, so a token's
+    /// result is bit-identical whether it runs alone or inside a batch (in a group of four or as
+    /// a leftover): batched generation equals one-at-a-time generation exactly.
+    @Test(arguments: [DType.bf16, .f16, .f32])
+    func batchedEqualsOneAtATimeBitwise(dtype: DType) throws {
+        let cpu = CPUBackend()
+        var random = SeededRandom(seed: 91)
+        let (rows, inDim, outDim) = (18, 1037, 37)
+        let w = try cpu.upload(TestWeight(&random, shape: [outDim, inDim], dtype: dtype).host)
+        let xValues = random.floats(rows * inDim)
+        let x = try cpu.makeActivation([rows, inDim]), out = try cpu.makeActivation([rows, outDim])
+        try cpu.write(xValues, to: x)
+        try cpu.matmul(x, weight: w, out: out, rows: rows, inDim: inDim, outDim: outDim)
+        let batched = try cpu.readFloats(out, count: rows * outDim)
+        let one = try cpu.makeActivation([1, inDim]), oneOut = try cpu.makeActivation([1, outDim])
+        for t in 0..<rows {
+            try cpu.write(Array(xValues[t * inDim..<(t + 1) * inDim]), to: one)
+            try cpu.matmul(one, weight: w, out: oneOut, rows: 1, inDim: inDim, outDim: outDim)
+            let alone = try cpu.readFloats(oneOut, count: outDim)
+            let together: [UInt32] = batched[t * outDim..<(t + 1) * outDim].map(\.bitPattern)
+            #expect(alone.map(\.bitPattern) == together, "token \(t)")
+        }
+
+        let (dim, hidden, experts, topK) = (24, 40, 4, 2)
+        let stack = { (shape: [Int]) in
+            try cpu.upload(stacking: (0..<experts).map { _ in TestWeight(&random, shape: shape, dtype: dtype).host })
+        }
+        let w1 = try stack([hidden, dim]), w2 = try stack([dim, hidden]), w3 = try stack([hidden, dim])
+        let xe = random.floats(rows * dim)
+        var idValues: [Int32] = []
+        for t in 0..<rows {
+            idValues.append(Int32(t % experts))
+            idValues.append(Int32((t + 1 + t / 3) % experts))
+        }
+        let weightValues = random.floats(rows * topK)
+        func runExperts(_ tokens: Range<Int>) throws -> [Float] {
+            let n = tokens.count
+            let x = try cpu.makeActivation([n, dim]), out = try cpu.makeActivation([n, dim])
+            let ids = try cpu.makeIndices(n * topK), weights = try cpu.makeActivation([n, topK])
+            try cpu.write(Array(xe[tokens.lowerBound * dim..<tokens.upperBound * dim]), to: x)
+            try cpu.write(Array(idValues[tokens.lowerBound * topK..<tokens.upperBound * topK]), to: ids)
+            try cpu.write(Array(weightValues[tokens.lowerBound * topK..<tokens.upperBound * topK]), to: weights)
+            try cpu.moeExperts(x, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights, out: out,
+                               rows: n, dim: dim, hidden: hidden, experts: experts, topK: topK)
+            return try cpu.readFloats(out, count: n * dim)
+        }
+        let all = try runExperts(0..<rows)
+        for t in 0..<rows {
+            let alone = try runExperts(t..<(t + 1))
+            let together: [UInt32] = all[t * dim..<(t + 1) * dim].map(\.bitPattern)
+            #expect(alone.map(\.bitPattern) == together, "moe token \(t)")
+        }
     }
 }

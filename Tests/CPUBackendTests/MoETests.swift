@@ -50,7 +50,7 @@ import Testing
 
     /// (tokens, dim, hidden, experts, topK, forced expert for every token or nil).
     static let expertShapes: [(Int, Int, Int, Int, Int, Int?)] = [
-        (1, 27, 40, 4, 2, nil), (3, 64, 19, 4, 2, nil), (9, 33, 70, 8, 2, nil), (13, 16, 24, 3, 1, 2), (6, 40, 32, 5, 3, nil),
+        (1, 27, 40, 4, 2, nil), (3, 64, 19, 4, 2, nil), (9, 33, 70, 8, 2, nil), (17, 40, 24, 3, 1, 2), (6, 40, 32, 5, 3, nil),
     ]
 
     @Test(arguments: [DType.bf16, .f16, .f32])

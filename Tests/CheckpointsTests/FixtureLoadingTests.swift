@@ -106,6 +106,35 @@ import Tensors
         }
     }
 
+    /// transformers' conventions a config.json may rely on: tied embeddings without lm_head, and the
+    /// class default rope_theta (MistralConfig 1e4, MixtralConfig 1e6) when the field is absent.
+    @Test func huggingFaceTiedEmbeddingsAndDefaults() throws {
+        let dir = try TempDir()
+        let src = Fixtures.model("dense-hf")
+        let archive = try TensorArchive.safetensors(src.appendingPathComponent("model.safetensors"))
+        let entries = try archive.names.filter { $0 != "lm_head.weight" }.map { RawEntry(name: $0, try archive.tensor(named: $0)) }
+        try writeSafetensors(entries, to: dir.file("model.safetensors"))
+        var config = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: src.appendingPathComponent("config.json"))) as? [String: Any])
+        expectCheckpointError(.missingTensor) {
+            try dir.write("config.json", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+            _ = try MistralCheckpoint.load(directory: dir.url)
+        }
+        config["tie_word_embeddings"] = true
+        config["rope_theta"] = nil
+        config["head_dim"] = nil
+        try dir.write("config.json", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        // Without head_dim the HF default is hidden_size / heads = 8, which the weights contradict.
+        expectCheckpointError(.wrongShape) { _ = try MistralCheckpoint.load(directory: dir.url) }
+        config["head_dim"] = 16
+        try dir.write("config.json", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        let ckpt = try MistralCheckpoint.load(directory: dir.url)
+        #expect(ckpt.config.ropeTheta == 10_000)
+        #expect(bytes(try ckpt.tensor(.output)) == bytes(try ckpt.tensor(.tokEmbeddings)))
+        config["model_type"] = "mixtral"
+        try dir.write("config.json", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        #expect(try MistralCheckpoint.load(directory: dir.url).config.ropeTheta == 1_000_000)
+    }
+
     @Test func paramsJSONWinsOverConfigJSON() throws {
         let dir = try TempDir()
         for f in ["params.json", "consolidated.safetensors"] { try dir.copy(Fixtures.model("dense").appendingPathComponent(f)) }

@@ -1,1 +1,0 @@
-// The Chat module; see docs/architecture.md.
