@@ -12,5 +12,5 @@ for f in Sources/Tensors/*.swift Sources/CPUBackend/*.swift; do
 done
 mkdir -p "$(dirname "$out")"
 swiftc -O -Ounchecked -wmo -target-cpu haswell -static-stdlib -module-name CPUBench \
-    "$work"/*.swift tools/cpu-bench/main.swift -o "$out"
+    "$work"/*.swift tools/cpu-bench/main.swift tools/cpu-bench/Decode.swift -o "$out"
 echo "built $out"
