@@ -6,9 +6,9 @@ import NIOHTTP1
 /// One HTTP exchange with the AIME API Server, classified the way the worker reacts to it.
 enum APIReply: Sendable {
     /// HTTP 200 and a JSON body (which may be the literal `null`, see protocol §2.3).
-    case json(JSONValue)
+    case json(AIMEJSON)
     /// Any other HTTP status; `body` is the JSON body when there was one.
-    case status(Int, body: JSONValue?)
+    case status(Int, body: AIMEJSON?)
 }
 
 /// The server could not be reached, or the exchange broke: connection refused or reset, client
@@ -28,7 +28,7 @@ struct APIConnection: Sendable {
     /// Bodies larger than this are refused (a reply is a few KB; a batch of job_data a few MB at most).
     static let maxReplyBytes = 64 << 20
 
-    func post(_ path: String, _ body: JSONValue, timeout: Duration) async throws -> APIReply {
+    func post(_ path: String, _ body: AIMEJSON, timeout: Duration) async throws -> APIReply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
@@ -53,7 +53,7 @@ struct APIConnection: Sendable {
             if Task.isCancelled { throw CancellationError() }
             throw Unreachable(description: Self.describe(error))
         }
-        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+        let json = try? JSONDecoder().decode(AIMEJSON.self, from: Data(bytes.readableBytesView))
         let code = Int(response.status.code)
         if code == 503 {
             throw Unreachable(description: "HTTP 503 from \(path)")

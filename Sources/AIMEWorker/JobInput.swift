@@ -25,7 +25,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// Reads one `job_data` entry. `key`, `client_session_auth_key` and `wait_for_result` are
     /// ignored, and never appear in an error message.
-    public static func parse(_ entry: [String: JSONValue]) throws(JobInputError) -> JobInput {
+    public static func parse(_ entry: [String: AIMEJSON]) throws(JobInputError) -> JobInput {
         var messages = try parseChatContext(entry["chat_context"] ?? .null)
         switch entry["prompt_input"] ?? .null {
         case .null: break
@@ -38,7 +38,7 @@ public struct JobInput: Sendable, Equatable {
         return JobInput(messages: messages, sampling: try parseSampling(entry))
     }
 
-    static func parseChatContext(_ value: JSONValue) throws(JobInputError) -> [JobMessage] {
+    static func parseChatContext(_ value: AIMEJSON) throws(JobInputError) -> [JobMessage] {
         let prefix = "Dialog has invalid chat context format!"
         switch value {
         case .null:
@@ -56,7 +56,10 @@ public struct JobInput: Sendable, Equatable {
                 }
                 guard let role = JobMessage.Role(rawValue: roleName) else {
                     let allowed = JobMessage.Role.allCases.map(\.rawValue).joined(separator: ", ")
-                    throw JobInputError("\(prefix) chat_context[\(index)].role '\(roleName.prefix(40))' is not one of \(allowed)")
+                    // Echo the role only when it looks like a role name: client text is never echoed.
+                    let shown = roleName.count <= 20 && roleName.allSatisfy({ $0.isLetter || $0 == "_" })
+                        ? "'\(roleName)'" : "(a string of \(roleName.count) characters)"
+                    throw JobInputError("\(prefix) chat_context[\(index)].role \(shown) is not one of \(allowed)")
                 }
                 let content = try parseContent(fields["content"], at: "chat_context[\(index)].content", prefix: prefix)
                 messages.append(JobMessage(role: role, content: content))
@@ -69,7 +72,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// Content is a string, or a list of OpenAI-style text parts (`{"type": "text", "text": …}`),
     /// which are concatenated.
-    static func parseContent(_ value: JSONValue?, at path: String, prefix: String) throws(JobInputError) -> String {
+    static func parseContent(_ value: AIMEJSON?, at path: String, prefix: String) throws(JobInputError) -> String {
         switch value {
         case .string(let text)?:
             return text
@@ -118,7 +121,7 @@ public struct JobInput: Sendable, Equatable {
         }
     }
 
-    static func parseSampling(_ entry: [String: JSONValue]) throws(JobInputError) -> JobSampling {
+    static func parseSampling(_ entry: [String: AIMEJSON]) throws(JobInputError) -> JobSampling {
         var sampling = defaultSampling
         if let value = entry["temperature"], value != .null {
             guard let temperature = value.doubleValue, temperature.isFinite, temperature >= 0, temperature <= 2 else {
@@ -149,7 +152,7 @@ public struct JobInput: Sendable, Equatable {
 
     /// A bad value for an error message: numbers as they are, anything else only by type, so
     /// client text (which could hold a credential, or be huge) is never echoed or logged.
-    private static func describe(_ value: JSONValue) -> String {
+    private static func describe(_ value: AIMEJSON) -> String {
         switch value {
         case .int, .double: return value.description
         default: return value.typeName

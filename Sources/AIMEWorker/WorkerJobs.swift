@@ -31,7 +31,7 @@ extension AIMEWorkerService {
     /// Starts every entry of a job reply. An entry that fails validation, or that the runner
     /// refuses, is admitted as an already finished job with an `error`, so it still gets its one
     /// result and its batchmates run normally.
-    func admit(_ entries: [JSONValue]) {
+    func admit(_ entries: [AIMEJSON]) {
         let now = clock.now
         for entry in entries {
             guard let fields = entry.objectValue, let jobID = fields["job_id"]?.stringValue, !jobID.isEmpty else {

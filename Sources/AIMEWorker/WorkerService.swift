@@ -177,7 +177,7 @@ public actor AIMEWorkerService {
     private func loginOnce() async throws {
         guard let connection else { throw CancellationError() }
         let c = configuration
-        let body: JSONValue = [
+        let body: AIMEJSON = [
             "worker_parameters": [
                 "auth": .string(c.workerName), "job_type": .string(c.jobType), "auth_key": .string(c.authKey),
                 "interface_version": .string(WorkerConfiguration.interfaceVersion),
@@ -224,7 +224,7 @@ public actor AIMEWorkerService {
                 continue
             }
             guard let connection else { return }
-            let body: JSONValue = [
+            let body: AIMEJSON = [
                 "auth": .string(configuration.workerName), "auth_key": .string(configuration.authKey),
                 "job_type": .string(configuration.jobType), "max_job_batch": .int(free),
             ]
@@ -279,13 +279,15 @@ public actor AIMEWorkerService {
 
     // MARK: Offline handling
 
-    /// Records that the server did not answer, prints the one-line status and sleeps with capped
-    /// exponential backoff. Rethrows cancellation.
+    /// Records that the server did not answer, logs the one-line status and sleeps with capped
+    /// exponential backoff. Rethrows cancellation. Only the loop that is polling (or, when none
+    /// polls, any loop) logs at notice level, so an outage gives one line per retry, not two.
     func waitOffline(after error: Unreachable, backoff: inout Duration, during what: String) async throws {
         let now = clock.now
         if offlineSince == nil { offlineSince = now }
         let seconds = Int((now - (offlineSince ?? now)).seconds)
-        logger.notice("API server offline for \(seconds) s, retrying in \(backoff.seconds.formatted1) s (\(what): \(error.description))")
+        let level: Logger.Level = (what == "progress/result" && phase == .active) ? .debug : .notice
+        logger.log(level: level, "API server offline for \(seconds) s, retrying in \(backoff.seconds.formatted1) s (\(what): \(error.description))")
         try await Task.sleep(for: backoff)
         backoff = min(backoff * 2, configuration.backoffMax)
     }

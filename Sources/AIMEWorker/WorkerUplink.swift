@@ -72,7 +72,7 @@ extension AIMEWorkerService {
         return true
     }
 
-    private func progressItem(_ job: ActiveJob) -> JSONValue {
+    private func progressItem(_ job: ActiveJob) -> AIMEJSON {
         [
             "job_id": .string(job.jobID), "auth": .string(configuration.workerName),
             "auth_key": .string(configuration.authKey), "job_type": .string(configuration.jobType),
@@ -144,7 +144,7 @@ extension AIMEWorkerService {
 
     /// The reply item for a job: matched by `job_id` when the server names it (older servers
     /// that report `canceled`), else by position.
-    private func itemReply(_ items: [JSONValue], for jobID: String, at index: Int) -> JSONValue? {
+    private func itemReply(_ items: [AIMEJSON], for jobID: String, at index: Int) -> AIMEJSON? {
         if let named = items.first(where: { $0["job_id"]?.stringValue == jobID }) { return named }
         return index < items.count ? items[index] : nil
     }
@@ -169,8 +169,8 @@ extension AIMEWorkerService {
         return sent
     }
 
-    private func resultBody(_ job: ActiveJob) -> JSONValue {
-        var fields: [String: JSONValue] = [
+    private func resultBody(_ job: ActiveJob) -> AIMEJSON {
+        var fields: [String: AIMEJSON] = [
             "job_id": .string(job.jobID), "auth": .string(configuration.workerName),
             "auth_key": .string(configuration.authKey), "job_type": .string(configuration.jobType),
             "text": .string(job.text), "num_generated_tokens": .int(job.generatedTokens),

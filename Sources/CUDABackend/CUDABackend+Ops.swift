@@ -101,14 +101,16 @@ extension CUDABackend {
         guard t > 0, batch.sequences > 0 else { return }
         let group = heads / kvHeads
         let tile = headDim <= 128 ? 32 : 16
+        // q, acc, K tile (padded rows), V tile, scores, m/l/c, then `tile` 8-byte slots (aligned).
         let floats = 2 * group * headDim + tile * (headDim + 1) + tile * headDim + group * tile + 3 * group
+            + (group & 1) + 2 * tile
         let shared = floats * 4
         // Split-KV when (T × G) blocks cannot fill the GPU: each split takes a share of the keys.
         let blocks = t * kvHeads
         let maxContext = Int(batch.hostContextLens.prefix(batch.sequences).max() ?? 1)
         var splits = 1
         if decodeKernels, blocks < 2 * device.multiprocessors {
-            splits = max(1, min((2 * device.multiprocessors + blocks - 1) / blocks, (maxContext + 63) / 64, 64))
+            splits = max(1, min((2 * device.multiprocessors + blocks - 1) / blocks, (maxContext + 31) / 32, 64))
         }
         let partials = t * heads * splits
         let pm = splits > 1 ? try scratch(.attnMax, bytes: partials * 4) : 0

@@ -128,3 +128,18 @@ final class KernelLibrary: @unchecked Sendable {
         for k in Kernel.all { _ = try function(k) }
     }
 }
+
+extension CUDABackend {
+    /// Compiles every embedded kernel file with NVRTC for `arch`, with no GPU and no driver: the
+    /// program's own compile path (embedded sources, headers served from memory, same options),
+    /// so a machine with only libnvrtc (CI) can check it. Returns each file's CUBIN size.
+    public static func compileKernels(nvrtc: NVRTC, arch: String = "sm_90") throws -> [(file: String, cubinBytes: Int)] {
+        try KernelFile.allCases.map { file in
+            let (cubin, _) = try nvrtc.compile(source: file.source, name: "\(file.rawValue).cu", arch: arch, headers: KernelFile.headers)
+            return (file.rawValue, cubin.count)
+        }
+    }
+
+    /// Every kernel function name the backend launches (for checks against the sources).
+    public static var kernelSymbols: [String] { Kernel.all.map(\.symbol) }
+}

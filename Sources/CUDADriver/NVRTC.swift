@@ -1,3 +1,5 @@
+import Foundation
+
 /// NVRTC (the CUDA run-time compiler) as a typed function table, plus `compile`.
 ///
 /// Kernels ship as CUDA C source inside the binary and are compiled here for the GPU actually
@@ -31,7 +33,20 @@ public struct NVRTC: @unchecked Sendable {
         let lib = try DynamicLibrary(
             candidates: LibrarySearch.candidates(environmentVariable: "MIXTRAL_LIBNVRTC", names: LibrarySearch.nvrtcNames, environment: env),
             libraryName: "libnvrtc (CUDA run-time compiler)")
+        preloadBuiltins(besides: lib.path)
         return try NVRTC(library: lib)
+    }
+
+    /// libnvrtc dlopens libnvrtc-builtins.so.X.Y by bare name when it compiles. When libnvrtc
+    /// was opened by path from a folder that is not on the loader path (a pip wheel's lib/),
+    /// open the builtins from that folder first, so the loader finds them already loaded.
+    static func preloadBuiltins(besides path: String) {
+        guard path.contains("/") else { return }
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        for name in names.sorted() where name.hasPrefix("libnvrtc-builtins.so") && !name.contains(".alt.") {
+            _ = dlopen(dir.appendingPathComponent(name).path, RTLD_NOW | RTLD_GLOBAL)
+        }
     }
 
     public init(library lib: DynamicLibrary) throws {

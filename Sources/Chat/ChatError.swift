@@ -31,6 +31,8 @@ public struct ChatError: Error, Sendable, Equatable, CustomStringConvertible {
         case contentAndToolCalls
         /// The tokenizer lacks a control token the chosen instruct version needs.
         case tokenizerVocabulary
+        /// Even the last turn alone exceeds the token budget (`encode(_:maxTokens:)`).
+        case promptTooLong
     }
 
     public let kind: Kind

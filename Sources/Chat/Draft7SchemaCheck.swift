@@ -3,8 +3,9 @@
 /// must have the type the meta-schema gives it (`type` names a simple type or a non-empty list of
 /// distinct ones, `properties` maps names to schemas, `required` is a list of distinct strings, …).
 /// Messages follow jsonschema's wording for a single error (`'foo' is not valid under any of the
-/// given schemas`). Not checked: `format` assertions (`pattern` being a valid Python regex,
-/// `$id` being a URI reference), which would need Python's regex grammar.
+/// given schemas`). Of the `format` assertions, `regex` is checked (`PythonRegexSyntax`, for
+/// `pattern` and `patternProperties` keys); `uri`/`uri-reference` need the optional `rfc3987`
+/// package in jsonschema and are not checked there either unless it is installed.
 enum Draft7SchemaCheck {
     static func firstProblem(in schema: JSONValue) -> String? {
         check(schema, depth: 0)
@@ -32,7 +33,8 @@ enum Draft7SchemaCheck {
         for entry in object.entries {
             let (key, value) = (entry.key, entry.value)
             if stringKeywords.contains(key) {
-                if value.stringValue == nil { return notOfType(value, "string") }
+                guard let text = value.stringValue else { return notOfType(value, "string") }
+                if key == "pattern", !PythonRegexSyntax.isValid(text) { return "\(pythonRepr(value)) is not a 'regex'" }
             } else if numberKeywords.contains(key) {
                 if !isNumber(value) { return notOfType(value, "number") }
             } else if countKeywords.contains(key) {
@@ -42,6 +44,9 @@ enum Draft7SchemaCheck {
             } else if schemaMapKeywords.contains(key) {
                 guard case .object(let map) = value else { return notOfType(value, "object") }
                 for sub in map.entries {
+                    if key == "patternProperties", !PythonRegexSyntax.isValid(sub.key) {
+                        return "\(pythonStringRepr(sub.key)) is not a 'regex'"
+                    }
                     if let problem = check(sub.value, depth: depth + 1) { return problem }
                 }
             } else if schemaArrayKeywords.contains(key) {

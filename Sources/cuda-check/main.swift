@@ -28,6 +28,21 @@ if let dir = option("--cpu-model-check") {
     exit(passed == total ? 0 : 1)
 }
 
+// NVRTC alone (no GPU needed): compile every embedded kernel through the program's code path.
+if arguments.contains("--compile-kernels") {
+    do {
+        let nvrtc = try NVRTC.load()
+        let v = try nvrtc.version()
+        let arch = option("--arch") ?? "sm_90"
+        say("NVRTC \(v.major).\(v.minor) from \(nvrtc.library.path)")
+        for r in try CUDABackend.compileKernels(nvrtc: nvrtc, arch: arch) { say("  \(r.file).cu: \(r.cubinBytes) bytes of \(arch) CUBIN") }
+        exit(0)
+    } catch {
+        say("error: \(error)")
+        exit(1)
+    }
+}
+
 let availability = CUDAProbe.probe()
 say("probe: \(availability)")
 guard availability.isAvailable else { exit(2) }

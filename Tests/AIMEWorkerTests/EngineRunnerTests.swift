@@ -8,8 +8,8 @@ import NIOConcurrencyHelpers
 import Testing
 
 /// TEST DOUBLE model: a `LanguageModel` whose logits make token (last + 1) mod V the greedy
-/// choice, so the real `Engine`'s output for any prompt is known exactly. It records the largest
-/// number of sequences it saw in one forward pass (continuous batching at work).
+/// choice, so the real `Engine`'s output for any prompt is known exactly. Each step takes 5 ms. It
+/// records the largest number of sequences it saw in one forward pass (continuous batching at work).
 final class CountingModel: LanguageModel, Sendable {
     let config = ModelConfig(dim: 8, nLayers: 1, headDim: 4, hiddenDim: 16, nHeads: 2, nKVHeads: 1,
                              normEps: 1e-5, vocabSize: 64)
@@ -22,6 +22,7 @@ final class CountingModel: LanguageModel, Sendable {
 
     func forward(_ batch: PackedBatch) throws -> Logits {
         widestBatch.withLockedValue { $0 = max($0, batch.sequences.count) }
+        Thread.sleep(forTimeInterval: 0.005)  // a step takes time, as on a real device, so jobs overlap
         let V = config.vocabSize
         var values = [Float](repeating: 0, count: batch.sequences.count * V)
         for (s, seq) in batch.sequences.enumerated() {
@@ -58,7 +59,6 @@ struct EngineRunnerTests {
         configuration.maxSeqLen = model.maxSequenceLength
         let worker = AIMEWorkerService(configuration: configuration,
                                        runner: EngineJobRunner(engine: engine, encoder: WordCountEncoder()))
-        let run = Task { try await worker.run() }
 
         // Prompts end in token 10 + words; greedy continues +1 per token.
         let jobs: [(prompt: String, maxGen: Int)] = [("one two three", 5), ("four", 4), ("a b c d e f g h", 6)]
@@ -68,8 +68,10 @@ struct EngineRunnerTests {
                                                   "max_gen_tokens": .int(job.maxGen)]))
         }
         // A prompt longer than the model's 96-token context fails alone.
-        let tooLong: JSONValue = .array(Array(repeating: ["role": "user", "content": "x"], count: 120))
+        let tooLong: AIMEJSON = .array(Array(repeating: ["role": "user", "content": "x"], count: 120))
         let longID = await server.state.submit(["prompt_input": "y", "chat_context": tooLong])
+        // Jobs are queued first, so the worker's first job reply carries them together.
+        let run = Task { try await worker.run() }
 
         for (id, job) in zip(ids, jobs) {
             let found = await eventually { await server.state.job(id)?.results.isEmpty == false }
@@ -151,13 +153,12 @@ extension EngineRunnerTests {
         configuration.maxSeqLen = model.maxSequenceLength
         let runner = EngineJobRunner(engine: engine, encoder: ReferencePromptEncoder(prompts: reference.prompts))
         let worker = AIMEWorkerService(configuration: configuration, runner: runner)
-        let run = Task { try await worker.run() }
-
         var ids: [String] = []
         for (index, greedy) in reference.greedy.enumerated() {
             ids.append(await server.state.submit(["prompt_input": .string(String(index)), "temperature": 0,
                                                   "max_gen_tokens": .int(greedy.count)]))
         }
+        let run = Task { try await worker.run() }
         for (index, id) in ids.enumerated() {
             let found = await eventually(timeout: .seconds(30)) { await server.state.job(id)?.results.isEmpty == false }
             try #require(found)

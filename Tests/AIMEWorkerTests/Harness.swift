@@ -53,10 +53,14 @@ struct Harness {
         return configuration
     }
 
+    /// `prepare` runs after the server started and before the worker does (e.g. to queue jobs
+    /// that must arrive in the worker's first job reply).
     static func start(maxBatch: Int = 1, runner: EchoRunner = EchoRunner(), startServer: Bool = true,
-                      configure: (inout WorkerConfiguration) -> Void = { _ in }) async throws -> Harness {
+                      configure: (inout WorkerConfiguration) -> Void = { _ in },
+                      prepare: (AIMEProtocolState) async -> Void = { _ in }) async throws -> Harness {
         let server = AIMETestServer(pollSeconds: 1)
         try await server.start()
+        await prepare(server.state)
         if !startServer { await server.stop() }
         var configuration = Self.configuration(url: await server.url, maxBatch: maxBatch)
         configure(&configuration)
@@ -74,7 +78,7 @@ struct Harness {
     }
 
     /// Waits until the server has a result for the job and returns the first one.
-    func result(_ id: String, timeout: Duration = .seconds(15)) async throws -> JSONValue {
+    func result(_ id: String, timeout: Duration = .seconds(15)) async throws -> AIMEJSON {
         let found = await eventually(timeout: timeout) { await state.job(id)?.results.isEmpty == false }
         try #require(found, "no result for job \(id) within \(timeout)")
         return try #require(await state.job(id)?.results.first)
@@ -92,13 +96,13 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool)
 }
 
 /// A chat as a client sends it (decoded by the server, so a JSON list in `job_data`).
-func chat(_ prompt: String, context: JSONValue = .null, extra: [String: JSONValue] = [:]) -> [String: JSONValue] {
-    var input: [String: JSONValue] = ["prompt_input": .string(prompt), "chat_context": context, "max_gen_tokens": 64]
+func chat(_ prompt: String, context: AIMEJSON = .null, extra: [String: AIMEJSON] = [:]) -> [String: AIMEJSON] {
+    var input: [String: AIMEJSON] = ["prompt_input": .string(prompt), "chat_context": context, "max_gen_tokens": 64]
     for (key, value) in extra { input[key] = value }
     return input
 }
 
-let chloe: JSONValue = [
+let chloe: AIMEJSON = [
     ["role": "system", "content": "You are a helpful, respectful and honest assistant named Chloe."],
     ["role": "user", "content": "Hello, Chloe."],
     ["role": "assistant", "content": "How can I assist you today?"],

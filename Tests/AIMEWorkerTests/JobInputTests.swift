@@ -6,8 +6,8 @@ import Testing
 /// shared/aime-protocol.md §2.3/§5 and mistral-common's role-order rules.
 @Suite("AIME job input")
 struct JobInputTests {
-    private func entry(_ json: String) throws -> [String: JSONValue] {
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+    private func entry(_ json: String) throws -> [String: AIMEJSON] {
+        let value = try JSONDecoder().decode(AIMEJSON.self, from: Data(json.utf8))
         return try #require(value.objectValue)
     }
 
@@ -61,6 +61,8 @@ struct JobInputTests {
         (#"{"prompt_input": "x", "chat_context": [{"role": "user"}]}"#, "chat_context[0].content is missing"),
         (#"{"prompt_input": "x", "chat_context": [{"role": "user", "content": 5}]}"#, "content must be a string or a list"),
         (#"{"prompt_input": "x", "chat_context": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, "must be a text part"),
+        (#"{"prompt_input": "x", "chat_context": [{"role": "6a17e2a5-b706-03cb-1a32-94b4a1df67da", "content": "x"}]}"#,
+         "role (a string of 36 characters) is not one of"),
         (#"{"prompt_input": 7}"#, "prompt_input must be a string"),
         (#"{"prompt_input": ""}"#, "no user message"),
         (#"{"prompt_input": "", "chat_context": [{"role": "system", "content": "s"}]}"#, "no user message"),
@@ -87,14 +89,14 @@ struct JobInputTests {
         }
     }
 
-    @Test("JSONValue keeps integers and floats apart and reads null, nested lists and objects")
+    @Test("AIMEJSON keeps integers and floats apart and reads null, nested lists and objects")
     func jsonValueRoundTrip() throws {
         let text = #"{"a": 1, "b": 1.5, "c": null, "d": [true, "x"], "e": {}}"#
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        let value = try JSONDecoder().decode(AIMEJSON.self, from: Data(text.utf8))
         #expect(value == ["a": 1, "b": 1.5, "c": nil, "d": [true, "x"], "e": [:]])
-        let again = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+        let again = try JSONDecoder().decode(AIMEJSON.self, from: JSONEncoder().encode(value))
         #expect(again == value)
-        #expect(String(decoding: try JSONEncoder().encode(JSONValue.int(3)), as: UTF8.self) == "3")
+        #expect(String(decoding: try JSONEncoder().encode(AIMEJSON.int(3)), as: UTF8.self) == "3")
     }
 }
 

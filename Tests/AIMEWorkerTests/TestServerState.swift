@@ -11,7 +11,7 @@ actor AIMEProtocolState {
         var status: Int
         var body: String
 
-        static func json(_ value: JSONValue, status: Int = 200) -> Reply {
+        static func json(_ value: AIMEJSON, status: Int = 200) -> Reply {
             let data = (try? JSONEncoder().encode(value)) ?? Data("null".utf8)
             return Reply(status: status, body: String(decoding: data, as: UTF8.self))
         }
@@ -25,18 +25,18 @@ actor AIMEProtocolState {
 
     struct Job: Sendable {
         let id: String
-        var data: [String: JSONValue]
+        var data: [String: AIMEJSON]
         var state: JobState = .queued
         var worker: String?
-        var progress: [JSONValue] = []
-        var results: [JSONValue] = []
+        var progress: [AIMEJSON] = []
+        var results: [AIMEJSON] = []
         /// Progress items that arrived after the job's result (must never happen).
         var lateProgress = 0
     }
 
     struct Request: Sendable {
         let path: String
-        let body: JSONValue?
+        let body: AIMEJSON?
         let time: ContinuousClock.Instant
     }
 
@@ -75,10 +75,10 @@ actor AIMEProtocolState {
     // MARK: Test controls
 
     /// Queues a job as a client's `POST /mixtral_chat` would; returns its id.
-    func submit(_ input: [String: JSONValue]) -> String {
+    func submit(_ input: [String: AIMEJSON]) -> String {
         counter += 1
         let id = UUID().uuidString.lowercased() + "#\(counter)"
-        var data: [String: JSONValue] = [
+        var data: [String: AIMEJSON] = [
             "prompt_input": "", "chat_context": .null, "top_k": 40, "top_p": 0.9, "temperature": 0.8,
             "max_gen_tokens": 2000,
         ]
@@ -134,7 +134,7 @@ actor AIMEProtocolState {
     /// `closed` completes when the client's connection closes; an open long poll then ends the
     /// way Sanic's cancelled handler does: no job is handed to it and the worker is set offline.
     func handle(path: String, body: Data, closed: EventLoopFuture<Void>) async -> Reply? {
-        let json = try? JSONDecoder().decode(JSONValue.self, from: body)
+        let json = try? JSONDecoder().decode(AIMEJSON.self, from: body)
         requests.append(Request(path: path, body: json, time: .now))
         if fail503Remaining > 0 {
             fail503Remaining -= 1
@@ -159,7 +159,7 @@ actor AIMEProtocolState {
     }
 
     /// §2.2
-    private func login(_ json: JSONValue) -> Reply {
+    private func login(_ json: AIMEJSON) -> Reply {
         guard let parameters = json["worker_parameters"], let auth = parameters["auth"]?.stringValue,
             parameters["job_type"]?.stringValue == jobType
         else { return .internalError }
@@ -172,7 +172,7 @@ actor AIMEProtocolState {
     }
 
     /// The shared auth check of progress and result (§8): unknown worker, then wrong key.
-    private func authFailure(_ item: JSONValue) -> Reply? {
+    private func authFailure(_ item: AIMEJSON) -> Reply? {
         let auth = item["auth"]?.stringValue ?? item["progress_data"]?["auth"]?.stringValue ?? ""
         guard workers[auth] != nil else {
             return .json(["success": false, "error_msg": .string("Worker \(auth) not authorized")])
@@ -184,7 +184,7 @@ actor AIMEProtocolState {
     }
 
     /// §2.3 and §3
-    private func jobRequest(_ json: JSONValue, closed: EventLoopFuture<Void>) async -> Reply? {
+    private func jobRequest(_ json: AIMEJSON, closed: EventLoopFuture<Void>) async -> Reply? {
         let auth = json["auth"]?.stringValue ?? ""
         if nullReplyToNextPoll {
             nullReplyToNextPoll = false
@@ -242,7 +242,7 @@ actor AIMEProtocolState {
         let ids = Array(queue.prefix(count))
         queue.removeFirst(count)
         let now = Date().timeIntervalSince1970
-        var entries: [JSONValue] = []
+        var entries: [AIMEJSON] = []
         for (index, id) in ids.enumerated() {
             jobs[id]?.state = .processing
             jobs[id]?.worker = auth
@@ -261,9 +261,9 @@ actor AIMEProtocolState {
     }
 
     /// §2.4: a list (or one object); stops at the first rejected item.
-    private func progress(_ json: JSONValue) -> Reply {
-        let items: [JSONValue] = json.arrayValue ?? [json]
-        var replies: [JSONValue] = []
+    private func progress(_ json: AIMEJSON) -> Reply {
+        let items: [AIMEJSON] = json.arrayValue ?? [json]
+        var replies: [AIMEJSON] = []
         for item in items {
             if let failure = authFailure(item) { return failure }
             guard let id = item["job_id"]?.stringValue, var job = jobs[id] else { return .internalError }
@@ -285,7 +285,7 @@ actor AIMEProtocolState {
     }
 
     /// §2.5
-    private func result(_ json: JSONValue) -> Reply {
+    private func result(_ json: AIMEJSON) -> Reply {
         if let failure = authFailure(json) { return failure }
         let auth = json["auth"]?.stringValue ?? ""
         guard let id = json["job_id"]?.stringValue, var job = jobs[id] else {

@@ -11,11 +11,13 @@ extension Duration {
 struct WorkerProtocolTests {
     @Test("a batch of 3 queued jobs arrives in one reply, runs together, and each gets one correct result")
     func batchOfJobs() async throws {
-        let harness = try await Harness.start(maxBatch: 3, runner: EchoRunner(tokenDelay: .milliseconds(30)))
         let prompts = ["Batch question number 1?", "Batch question number 2?", "Batch question number 3?"]
-        // Queue all three before the worker's first poll can take one alone.
+        // Queue all three before the worker starts, so its first poll takes them together.
         var ids: [String] = []
-        for prompt in prompts { ids.append(await harness.state.submit(chat(prompt, context: chloe))) }
+        let harness = try await Harness.start(maxBatch: 3, runner: EchoRunner(tokenDelay: .milliseconds(30)),
+                                              prepare: { state in
+                                                  for prompt in prompts { ids.append(await state.submit(chat(prompt, context: chloe))) }
+                                              })
 
         for (id, prompt) in zip(ids, prompts) {
             let result = try await harness.result(id)
@@ -56,16 +58,19 @@ struct WorkerProtocolTests {
             }
             #expect(job.progress.count >= 2)
         }
-        // One progress POST carries several jobs (a list per flush), at most 5 POSTs per second
-        // (sent 200 ms apart; arrival times jitter a little on a busy machine).
+        // One progress POST carries several jobs (a list per flush), at most 5 POSTs per second:
+        // the worker starts them ≥ 200 ms apart; arrival times jitter by the request latency.
         let progressPosts = await harness.state.requests(to: "/worker_job_progress")
         #expect(progressPosts.contains { ($0.body?.arrayValue?.count ?? 0) > 1 })
-        for (earlier, later) in zip(progressPosts, progressPosts.dropFirst()) {
-            #expect(later.time - earlier.time >= .milliseconds(150))
+        // (A single gap can look short when the earlier request was delayed on a busy machine, so
+        // the median gap and the overall count are checked; without the limit the uplink would
+        // post every 40 ms.)
+        let gaps = zip(progressPosts, progressPosts.dropFirst()).map { ($1.time - $0.time).seconds }.sorted()
+        if !gaps.isEmpty {
+            #expect(gaps[gaps.count / 2] >= 0.15, "median gap between progress POSTs: \(gaps)")
         }
-        if let first = progressPosts.first, let last = progressPosts.last, progressPosts.count > 2 {
-            let meanGap = (last.time - first.time).seconds / Double(progressPosts.count - 1)
-            #expect(meanGap >= 0.18, "mean gap \(meanGap) s between progress POSTs")
+        if let first = progressPosts.first, let last = progressPosts.last {
+            #expect(Double(progressPosts.count - 1) <= (last.time - first.time).seconds / 0.2 + 1)
         }
     }
 
@@ -115,7 +120,7 @@ struct WorkerProtocolTests {
     @Test("bad inputs fail only their own job, with an error naming the problem")
     func badInputs() async throws {
         let harness = try await Harness.start(maxBatch: 6)
-        let cases: [(input: [String: JSONValue], error: String?)] = [
+        let cases: [(input: [String: AIMEJSON], error: String?)] = [
             (chat("fine question", context: chloe), nil),
             (chat("junk context", context: ["role": "user", "content": "not a list"]), "chat_context must be a list"),
             (chat("bad role", context: [["role": "wizard", "content": "hi"]]), "'wizard' is not one of"),
@@ -146,7 +151,7 @@ struct WorkerProtocolTests {
     @Test("sampling parameters reach the runner; temperature 0 is kept (greedy); a trailing assistant turn is kept")
     func samplingAndContinuation() async throws {
         let harness = try await Harness.start(maxBatch: 2)
-        let continueContext: JSONValue = [["role": "user", "content": "continue me"], ["role": "assistant", "content": "Once upon"]]
+        let continueContext: AIMEJSON = [["role": "user", "content": "continue me"], ["role": "assistant", "content": "Once upon"]]
         let greedy = await harness.state.submit(chat("greedy please", extra: ["temperature": 0, "top_k": 7, "top_p": 0.5, "max_gen_tokens": 3]))
         let continued = await harness.state.submit(chat("", context: continueContext))
         let greedyResult = try await harness.result(greedy)
@@ -180,7 +185,7 @@ struct WorkerProtocolTests {
         let harness = try await Harness.start(maxBatch: 2)
         let clientKey = "6a17e2a5-b706-03cb-1a32-94b4a1df67da"
         let sessionKey = "a9940d6a-f36f-49f6-a41d-ac9846947df0"
-        let secrets: [String: JSONValue] = ["key": .string(clientKey), "client_session_auth_key": .string(sessionKey),
+        let secrets: [String: AIMEJSON] = ["key": .string(clientKey), "client_session_auth_key": .string(sessionKey),
                                             "wait_for_result": false]
         var bad = chat("bad", extra: secrets)
         bad["top_k"] = .string(clientKey)

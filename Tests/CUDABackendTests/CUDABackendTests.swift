@@ -58,6 +58,40 @@ let cudaAvailability: CUDAAvailability = {
     }
 }
 
+/// NVRTC alone (no GPU): compile every embedded kernel for sm_90 through the program's own code
+/// path. Runs where libnvrtc can be found (the GPU machines, or MIXTRAL_LIBNVRTC pointing at the
+/// pip wheel's libnvrtc.so.13); skips with the reason elsewhere.
+@Suite struct KernelCompileTests {
+    @Test func everyEmbeddedKernelCompilesForHopper() throws {
+        let nvrtc: NVRTC
+        do { nvrtc = try NVRTC.load() } catch {
+            print("KernelCompileTests skipped: \(error)")
+            return
+        }
+        let results = try CUDABackend.compileKernels(nvrtc: nvrtc, arch: "sm_90")
+        #expect(results.count == 8)
+        for r in results { #expect(r.cubinBytes > 1000, "\(r.file): \(r.cubinBytes) bytes") }
+    }
+
+    /// Every kernel name the backend launches is declared `extern "C"` in some .cu file, either
+    /// literally or through the weight-type / row-count macros.
+    @Test func everyLaunchedKernelIsDefinedInTheSources() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/CUDABackend/Kernels").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".cu") }
+        let text = try files.map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
+        for symbol in CUDABackend.kernelSymbols {
+            let direct = text.contains("void \(symbol)(") || text.contains("void __launch_bounds__(256) \(symbol)(")
+            // Macro-generated: name_##S with S in bf16/f16/f32, or gemv_bf16_r##R with R 1...4.
+            let parts = symbol.split(separator: "_")
+            let stem = parts.dropLast().joined(separator: "_")
+            let viaWeightMacro = ["bf16", "f16", "f32"].contains(String(parts.last ?? "")) && text.contains("\(stem)_##S(")
+            let viaRowMacro = symbol.hasPrefix("gemv_bf16_r") && text.contains("gemv_bf16_r##R(")
+            #expect(direct || viaWeightMacro || viaRowMacro, "kernel \(symbol) not found in Kernels/*.cu")
+        }
+    }
+}
+
 @Suite(.enabled(if: cudaAvailability.isAvailable, "needs an NVIDIA GPU with driver, NVRTC and cuBLASLt"))
 struct CUDABackendConformanceTests {
     /// cuBLASLt with the decode kernels (GEMV, MoE GEMV, split-KV attention), and the general

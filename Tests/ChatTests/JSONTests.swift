@@ -89,3 +89,42 @@ import Testing
         #expect(request.tools == nil)
     }
 }
+
+/// Tool schemas with `pattern`s: Swift must accept every pattern Python's `re` accepts, and refuse
+/// the invalid ones its conservative check covers (the rest are listed as known gaps).
+@Suite struct ToolSchemaPatternTests {
+    struct Verdict: Decodable {
+        let pattern: String
+        let valid: Bool
+    }
+
+    /// Invalid in Python for reasons the check leaves alone (it never guesses): unknown `\N{}`
+    /// names, global flags after the start, variable-width look-behind, `{2,1}`.
+    static let knownGaps: Set<String> = [#"\N{DASH}"#, "a(?i)", "(?<=a*)", "a{2,1}"]
+
+    @Test func patternsAsPythonRe() throws {
+        let verdicts = try ChatFixtures.lines("python_regex.jsonl", as: Verdict.self)
+        #expect(verdicts.count >= 90)
+        let encoder = try InstructEncoder(tokenizer: try #require(ChatFixtures.tokenizers["v3"]))
+        for verdict in verdicts {
+            let schema = JSONObject([
+                ("type", .string("object")),
+                ("properties", .object(JSONObject([("p", .object(JSONObject([("type", .string("string")), ("pattern", .string(verdict.pattern))])))]))),
+            ])
+            let request = ChatRequest(messages: [.user("x")], tools: [ChatTool(name: "f", parameters: schema)])
+            var accepted = true
+            do {
+                _ = try encoder.encode(request)
+            } catch {
+                accepted = false
+                #expect(error.kind == .toolSchema)
+                #expect(error.message.hasSuffix("is not a 'regex'"))
+            }
+            if verdict.valid {
+                #expect(accepted, "Python accepts \(verdict.pattern.debugDescription)")
+            } else if !Self.knownGaps.contains(verdict.pattern) {
+                #expect(!accepted, "Python rejects \(verdict.pattern.debugDescription)")
+            }
+        }
+    }
+}

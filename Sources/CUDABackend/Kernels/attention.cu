@@ -34,6 +34,7 @@ extern "C" __global__ void attention_paged(
     float* m_s = p_s + Q * tile;           // (Q) running max
     float* l_s = m_s + Q;                  // (Q) running sum
     float* c_s = l_s + Q;                  // (Q) rescale factor of this tile
+    long long* slot_s = reinterpret_cast<long long*>(c_s + Q + (Q & 1));   // (TILE) pool slots, 8-byte aligned
 
     // The sequence of token t: the last s with queryStart[s] <= t.
     int lo = 0, hi = sequences - 1;
@@ -59,12 +60,37 @@ extern "C" __global__ void attention_paged(
 
     for (int j0 = start; j0 <= end; j0 += tile) {
         const int n = min(tile, end - j0 + 1);
-        for (int i = tid; i < n * Dh; i += blockDim.x) {
-            int jj = i / Dh, d = i % Dh, j = j0 + jj;
-            long long slot = (long long)blockTables[(long long)s * maxBlocks + j / blockSize] * blockSize + j % blockSize;
-            long long off = slot * rowStride + (long long)g * Dh + d;
-            k_s[jj * ks + d] = bf16_to_f32(kPool[off]);
-            v_s[jj * Dh + d] = bf16_to_f32(vPool[off]);
+        // Pool slots of this tile's keys first (one table lookup per key, not per element), so
+        // the K/V loads below depend on shared memory only and can all be in flight at once.
+        for (int jj = tid; jj < n; jj += blockDim.x) {
+            int j = j0 + jj;
+            slot_s[jj] = (long long)blockTables[(long long)s * maxBlocks + j / blockSize] * blockSize + j % blockSize;
+        }
+        __syncthreads();
+        const long long headOffset = (long long)g * Dh;
+        if ((Dh & 7) == 0) {
+            // 16-byte loads: 8 bf16 of K and of V per thread per step.
+            const int vecs = Dh >> 3;
+            for (int i = tid; i < n * vecs; i += blockDim.x) {
+                int jj = i / vecs, c = i - jj * vecs;
+                long long off = slot_s[jj] * rowStride + headOffset + 8 * c;
+                uint4 kv = __ldg(reinterpret_cast<const uint4*>(kPool + off));
+                uint4 vv = __ldg(reinterpret_cast<const uint4*>(vPool + off));
+                float f[8];
+                unpack8(kv, f);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) k_s[jj * ks + 8 * c + e] = f[e];
+                unpack8(vv, f);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) v_s[jj * Dh + 8 * c + e] = f[e];
+            }
+        } else {
+            for (int i = tid; i < n * Dh; i += blockDim.x) {
+                int jj = i / Dh, d = i % Dh;
+                long long off = slot_s[jj] * rowStride + headOffset + d;
+                k_s[jj * ks + d] = bf16_to_f32(kPool[off]);
+                v_s[jj * Dh + d] = bf16_to_f32(vPool[off]);
+            }
         }
         __syncthreads();
         for (int i = tid; i < Q * n; i += blockDim.x) {

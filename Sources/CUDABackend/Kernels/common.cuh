@@ -32,6 +32,14 @@ struct WF32  { typedef float T;  static __device__ __forceinline__ float load(co
 // Emits `M(suffix, Loader)` for every weight dtype: kernels are exported as name_bf16 etc.
 #define FOR_EACH_WEIGHT_TYPE(M) M(bf16, WBF16) M(f16, WF16) M(f32, WF32)
 
+// 8 bf16 in a uint4 → 8 floats.
+__device__ __forceinline__ void unpack8(uint4 v, float* f) {
+    f[0] = __uint_as_float(v.x << 16); f[1] = __uint_as_float(v.x & 0xffff0000u);
+    f[2] = __uint_as_float(v.y << 16); f[3] = __uint_as_float(v.y & 0xffff0000u);
+    f[4] = __uint_as_float(v.z << 16); f[5] = __uint_as_float(v.z & 0xffff0000u);
+    f[6] = __uint_as_float(v.w << 16); f[7] = __uint_as_float(v.w & 0xffff0000u);
+}
+
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // Sum over a warp (all 32 lanes active).

@@ -10,14 +10,6 @@
 // so each expert row is read once per step however many of the pairs hit it.
 #include "common.cuh"
 
-// 8 bf16 in a uint4 → 8 floats.
-__device__ __forceinline__ void unpack8(uint4 v, float* f) {
-    f[0] = __uint_as_float(v.x << 16); f[1] = __uint_as_float(v.x & 0xffff0000u);
-    f[2] = __uint_as_float(v.y << 16); f[3] = __uint_as_float(v.y & 0xffff0000u);
-    f[4] = __uint_as_float(v.z << 16); f[5] = __uint_as_float(v.z & 0xffff0000u);
-    f[6] = __uint_as_float(v.w << 16); f[7] = __uint_as_float(v.w & 0xffff0000u);
-}
-
 // acc += Σ_{i<8} f[i] * x[8c + i] (x f32, 16-byte aligned).
 __device__ __forceinline__ float dot8(const float* f, const float* x, int c) {
     const float4* x4 = reinterpret_cast<const float4*>(x);

@@ -4,14 +4,14 @@
 /// `{"success": true}` items, a bare `{}`, a single error object, the literal `null`), and a job's
 /// `chat_context` is arbitrary client JSON that the worker must validate itself. Decoding into this
 /// enum first never fails on an unexpected shape, so every shape can be handled explicitly.
-public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
+public enum AIMEJSON: Sendable, Equatable, Codable, CustomStringConvertible {
     case null
     case bool(Bool)
     case int(Int)
     case double(Double)
     case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
+    case array([AIMEJSON])
+    case object([String: AIMEJSON])
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -25,10 +25,10 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
             self = .double(value)
         } else if let value = try? container.decode(String.self) {
             self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
+        } else if let value = try? container.decode([AIMEJSON].self) {
             self = .array(value)
         } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            self = .object(try container.decode([String: AIMEJSON].self))
         }
     }
 
@@ -45,7 +45,7 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
         }
     }
 
-    public subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> AIMEJSON? {
         if case .object(let members) = self { return members[key] }
         return nil
     }
@@ -81,12 +81,12 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
         }
     }
 
-    public var arrayValue: [JSONValue]? {
+    public var arrayValue: [AIMEJSON]? {
         if case .array(let value) = self { return value }
         return nil
     }
 
-    public var objectValue: [String: JSONValue]? {
+    public var objectValue: [String: AIMEJSON]? {
         if case .object(let value) = self { return value }
         return nil
     }
@@ -118,15 +118,15 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     }
 }
 
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+extension AIMEJSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
     ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
 {
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .int(value) }
     public init(floatLiteral value: Double) { self = .double(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+    public init(arrayLiteral elements: AIMEJSON...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, AIMEJSON)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
     }
     public init(nilLiteral: ()) { self = .null }

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Model
+
+/// Decode/prefill throughput on seeded random bf16 weights of a real model's shapes, reported
+/// against the memory bandwidth measured in the same run (decode is memory-bound: the floor is
+/// bytes read per step ÷ bandwidth).
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark prefill and decode on random weights of a preset's real shapes.")
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "mistral-7b, mixtral-8x7b, mixtral-8x22b, codestral-22b, or tiny.") var preset: String = "mistral-7b"
+    @Option(help: "Use only the first N layers (projections for the full model are printed separately).") var layers: Int?
+    @Option(help: "Comma-separated batch sizes.") var batch: String = "1"
+    @Option(name: .customLong("prompt-len")) var promptLen: Int = 128
+    @Option(name: .customLong("gen-len")) var genLen: Int = 32
+    @Option(help: "Weight seed.") var seed: UInt64 = 1
+    @Flag(help: "Print results as JSON lines.") var json = false
+
+    struct Row: Encodable {
+        var device: String, preset: String, layers: Int, batch: Int
+        var prefill_tokens_per_s: Double
+        var decode_step_ms: Double, decode_tokens_per_s_per_seq: Double, decode_tokens_per_s_total: Double
+        var bytes_per_step: Double, achieved_gb_per_s: Double, measured_bandwidth_gb_per_s: Double, fraction_of_bandwidth: Double
+        var full_model_projected_tokens_per_s_per_seq: Double?
+    }
+
+    func run() async throws {
+        guard var config = BenchPresets.config(preset) else {
+            printError("unknown preset '\(preset)'; use \(BenchPresets.names.joined(separator: ", "))")
+            throw ExitCode(1)
+        }
+        let fullLayers = config.nLayers
+        if let layers { config.nLayers = max(1, min(layers, config.nLayers)) }
+        let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        guard !batches.isEmpty else { throw ValidationError("--batch needs positive integers") }
+        var options = model
+        options.maxBatchSize = batches.max() ?? 1
+        options.maxSeqLen = promptLen + genLen + 1
+        let source = try RandomWeights(config: config, seed: seed)
+        let device = try BenchDevice.make(options, quiet: json)
+        let lm = try device.build(source, options)
+        let bandwidth = try device.measureBandwidth()
+        if !json {
+            print("device: \(lm.deviceName); measured read bandwidth \(String(format: "%.1f", bandwidth)) GB/s")
+            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config)) / 1e9)) GB bf16")
+        }
+        for b in batches {
+            let row = try measure(lm, config: config, batch: b, bandwidth: bandwidth, fullLayers: fullLayers, kvBytes: device.kvBytesPerElement)
+            if json { printJSONLine(row) } else {
+                print(String(format: "batch %3d | prefill %8.1f tok/s | decode step %8.2f ms  %7.2f tok/s/seq  %8.1f tok/s total | %.2f GB/step  %.1f GB/s = %.0f%% of measured",
+                             b, row.prefill_tokens_per_s, row.decode_step_ms, row.decode_tokens_per_s_per_seq,
+                             row.decode_tokens_per_s_total, row.bytes_per_step / 1e9, row.achieved_gb_per_s, 100 * row.fraction_of_bandwidth))
+                if let p = row.full_model_projected_tokens_per_s_per_seq, config.nLayers != fullLayers {
+                    print(String(format: "          projection for all %d layers at the same bandwidth fraction: %.2f tok/s/seq", fullLayers, p))
+                }
+            }
+        }
+    }
+
+    private func measure(_ lm: any LanguageModel, config c: ModelConfig, batch: Int, bandwidth: Double, fullLayers: Int, kvBytes: Int) throws -> Row {
+        var rng = SystemRandomNumberGenerator()
+        let prompts = (0..<batch).map { _ in (0..<promptLen).map { _ in Int.random(in: 3..<c.vocabSize, using: &rng) } }
+        var tables: [[Int]] = []
+        for _ in 0..<batch {
+            var t: [Int] = []
+            guard lm.kvBlocks.ensureCapacity(&t, tokens: promptLen + genLen) else { throw ValidationError("KV pool too small") }
+            tables.append(t)
+        }
+        defer { tables.forEach(lm.kvBlocks.release) }
+        // Prefill: every prompt, in chunks of the step limit.
+        let prefillStart = DispatchTime.now().uptimeNanoseconds
+        for s in 0..<batch {
+            for start in stride(from: 0, to: promptLen, by: lm.maxBatchTokens) {
+                let end = min(start + lm.maxBatchTokens, promptLen)
+                _ = try lm.forward(PackedBatch(sequences: [.init(tokens: Array(prompts[s][start..<end]), startPosition: start, blockTable: tables[s])]))
+            }
+        }
+        let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - prefillStart) / 1e9
+        // Decode: all sequences step together; one warm-up step is not timed.
+        var times: [Double] = []
+        for step in 0..<genLen {
+            let seqs = (0..<batch).map { s in
+                PackedBatch.Sequence(tokens: [Int.random(in: 3..<c.vocabSize, using: &rng)], startPosition: promptLen + step, blockTable: tables[s])
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try lm.forward(PackedBatch(sequences: seqs))
+            if step > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+        }
+        times.sort()
+        let stepSeconds = times.isEmpty ? .nan : times[times.count / 2]
+        let context = promptLen + genLen / 2
+        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        let achieved = bytes / stepSeconds / 1e9
+        let fraction = achieved / bandwidth
+        var fullConfig = c
+        fullConfig.nLayers = fullLayers
+        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch,
+                   prefill_tokens_per_s: Double(batch * promptLen) / prefillSeconds,
+                   decode_step_ms: stepSeconds * 1e3, decode_tokens_per_s_per_seq: 1 / stepSeconds,
+                   decode_tokens_per_s_total: Double(batch) / stepSeconds,
+                   bytes_per_step: bytes, achieved_gb_per_s: achieved, measured_bandwidth_gb_per_s: bandwidth,
+                   fraction_of_bandwidth: fraction,
+                   full_model_projected_tokens_per_s_per_seq: fraction * bandwidth * 1e9 / fullBytes)
+    }
+}

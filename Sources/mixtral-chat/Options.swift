@@ -1,0 +1,60 @@
+import ArgumentParser
+import Generation
+
+/// Where the model comes from and how it runs. Shared by chat, generate, worker and bench.
+struct ModelOptions: ParsableArguments {
+    @Option(name: [.customLong("ckpt-dir"), .customLong("ckpt_dir")],
+            help: "Checkpoint folder (params.json + consolidated.safetensors|.00.pth + tokenizer.model, or a Hugging Face folder). Default: the demo model.")
+    var ckptDir: String?
+
+    @Option(name: [.customLong("tokenizer-path"), .customLong("tokenizer_path")],
+            help: "Tokenizer file, if not next to the weights.")
+    var tokenizerPath: String?
+
+    @Option(name: [.customLong("max-seq-len"), .customLong("max_seq_len")], help: "Longest prompt + answer, in tokens.")
+    var maxSeqLen: Int = 4096
+
+    @Option(name: [.customLong("max-batch-size"), .customLong("max_batch_size")],
+            help: "Most sequences decoded together (default 8; the worker's default is 1, as the seed's).")
+    var maxBatchSizeOption: Int?
+
+    @Option(name: [.customLong("gpu-id"), .customLong("gpu_id")], help: "GPU index (same as --device cuda:N).")
+    var gpuID: Int?
+
+    /// The batch size in force: the flag, or 8.
+    var maxBatchSize: Int {
+        get { maxBatchSizeOption ?? 8 }
+        set { maxBatchSizeOption = newValue }
+    }
+
+    /// --device, with --gpu-id folded in.
+    var deviceName: String? {
+        if let gpuID, device == nil || device == "cuda" { return "cuda:\(gpuID)" }
+        return device
+    }
+
+    @Option(name: .customLong("device"), help: "cpu, cuda or cuda:N (default: cuda when a GPU is present, else cpu).")
+    var device: String?
+
+    @Option(name: [.customLong("gpu-memory-fraction")], help: "Share of free GPU memory to use for weights and KV cache.")
+    var gpuMemoryFraction: Double = 0.9
+
+    @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
+    var threads: Int?
+}
+
+/// How tokens are picked. Shared by chat and generate.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "0 = greedy.") var temperature: Float = 0.7
+    @Option(name: [.customLong("top-p"), .customLong("top_p")]) var topP: Float = 0.9
+    @Option(name: [.customLong("top-k"), .customLong("top_k")], help: "0 disables.") var topK: Int = 40
+    @Option(name: [.customLong("repetition-penalty")]) var repetitionPenalty: Float = 1.0
+    @Option(help: "Random seed; the same seed gives the same output.") var seed: UInt64?
+    @Option(name: [.customLong("max-tokens"), .customLong("max_gen_tokens")], help: "Most tokens to generate.") var maxTokens: Int = 512
+    @Option(name: .customLong("stop"), help: "Stop before this string (repeatable).") var stop: [String] = []
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repetitionPenalty,
+                           seed: seed, maxTokens: maxTokens, stop: stop)
+    }
+}
