@@ -21,6 +21,8 @@ struct Worker: AsyncParsableCommand {
     @Option(name: [.customLong("api-auth-key"), .customLong("api_auth_key")], help: "The job type's worker key.")
     var apiAuthKey: String = WorkerConfiguration.defaultAuthKey
     @Option(name: [.customLong("job-type"), .customLong("job_type")]) var jobType: String = "mixtral"
+    @Option(name: .customLong("worker-name"), help: "Name shown by the server (default: host#pid_NxGPU).")
+    var workerName: String?
     @Option(name: [.customLong("log-level"), .customLong("log_level")], help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
     @Flag(name: [.customLong("no-status"), .customLong("quiet")], help: "No one-line status on stderr.") var quiet = false
@@ -43,6 +45,7 @@ struct Worker: AsyncParsableCommand {
             apiServer: apiServer, authKey: apiAuthKey, jobType: jobType, maxBatchSize: options.maxBatchSize,
             maxSeqLen: runtime.model.maxSequenceLength,
             model: ModelDescription.fromCheckpoint(directory: runtime.directory.path, quantization: runtime.weightDType),
+            workerName: workerName,
             gpuName: runtime.model.deviceName, numGPUs: runtime.model.deviceName.hasPrefix("cpu") ? 0 : 1)
         configuration.framework = "MixtralChat"
         let runner = EngineJobRunner(engine: runtime.engine, encoder: InstructJobEncoder(runtime.encoder))
