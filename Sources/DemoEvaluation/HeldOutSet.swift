@@ -35,8 +35,14 @@ public struct HeldOutItem: Sendable {
                   let prompt = object["prompt_tokens"] as? [Int] else {
                 throw FormatError.badLine(n + 1, "expected id, skill, request, expected, prompt_tokens")
             }
-            let requestData = try JSONSerialization.data(withJSONObject: request)
-            let chat = try ChatRequest(jsonUTF8: Array(requestData))
+            // The request must keep its key order and number spelling (mistral-common writes tool
+            // schemas back into the prompt with json.dumps), so it is parsed by Chat's
+            // order-preserving parser, not re-serialised through Foundation.
+            _ = request
+            guard case .object(let root)? = try? JSONParser.parse(String(line)), let raw = root["request"] else {
+                throw FormatError.badLine(n + 1, "request is not a JSON object")
+            }
+            let chat = try ChatRequest(jsonValue: raw)
             let want: Expected
             if let content = expected["content"] as? String {
                 want = .content(content)

@@ -21,7 +21,11 @@ struct EncodeChat: ParsableCommand {
 
     func run() throws {
         let encoder: InstructEncoder
-        do { encoder = try InstructEncoder(tokenizer: try SentencePieceTokenizer(contentsOf: URL(fileURLWithPath: tokenizer))) } catch {
+        do {
+            let url = URL(fileURLWithPath: tokenizer)
+            // The file name's .vN suffix decides the format, as in mistral-common.
+            encoder = try InstructEncoder(tokenizer: try SentencePieceTokenizer(contentsOf: url), version: InstructVersion.declared(byFile: url))
+        } catch {
             printError("\(error)")
             throw ExitCode(1)
         }

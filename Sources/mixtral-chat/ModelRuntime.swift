@@ -47,7 +47,7 @@ struct ModelRuntime: Sendable {
         let tokURL = options.tokenizerPath.map { URL(fileURLWithPath: $0) } ?? checkpoint.tokenizerURL
         guard let tokURL else { throw LoadError.noTokenizer(dir) }
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokURL)
-        let encoder = try InstructEncoder(tokenizer: tokenizer)
+        let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
         let model = try makeModel(checkpoint, options: options, quiet: quiet)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })

@@ -24,8 +24,10 @@ import Tokenizers
 
     static func setup(maxSequences: Int = 16) throws -> Setup {
         let ckpt = try MistralCheckpoint.load(directory: modelDir)
-        let tokenizer = try SentencePieceTokenizer(contentsOf: try #require(ckpt.tokenizerURL))
-        let encoder = try InstructEncoder(tokenizer: tokenizer)
+        let tokenizerURL = try #require(ckpt.tokenizerURL)
+        let tokenizer = try SentencePieceTokenizer(contentsOf: tokenizerURL)
+        let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokenizerURL))
+        #expect(encoder.version == .v3, "the demo tokenizer is v3 by its file name, as for mistral-common")
         let backend = CPUBackend()
         let weights = try TransformerWeights(source: ckpt, backend: backend)
         let model = try Transformer(backend: backend, weights: weights, config: ckpt.config, maxBatchTokens: 256,
