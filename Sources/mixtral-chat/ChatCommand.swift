@@ -22,19 +22,19 @@ struct Chat: AsyncParsableCommand {
         var systemPrompt: String? = system ?? Self.defaultSystem
         var history: [ChatMessage] = []
         let out = FileHandle.standardOutput
-        print("Chloe is ready (\(runtime.label) on \(runtime.model.deviceName)). /reset clears the conversation, /system TEXT sets the system prompt, /exit quits.")
+        say("Chloe is ready (\(runtime.label) on \(runtime.model.deviceName)). /reset clears the conversation, /system TEXT sets the system prompt, /exit quits.")
         while true {
             out.write(Data("\n> ".utf8))
             guard let line = readLine() else { break }
             let input = line.trimmingCharacters(in: .whitespaces)
             if input.isEmpty { continue }
             if input == "/exit" || input == "/quit" { break }
-            if input == "/reset" { history.removeAll(); print("(conversation cleared)"); continue }
+            if input == "/reset" { history.removeAll(); say("(conversation cleared)"); continue }
             if input.hasPrefix("/system") {
                 let text = input.dropFirst("/system".count).trimmingCharacters(in: .whitespaces)
                 systemPrompt = text.isEmpty ? nil : text
                 history.removeAll()
-                print(text.isEmpty ? "(system prompt removed; conversation cleared)" : "(system prompt set; conversation cleared)")
+                say(text.isEmpty ? "(system prompt removed; conversation cleared)" : "(system prompt set; conversation cleared)")
                 continue
             }
             history.append(.user(input))
@@ -52,7 +52,7 @@ struct Chat: AsyncParsableCommand {
                 continue
             }
             if prompt.droppedMessages > 0 {
-                print("(the conversation is longer than the context: the oldest \(prompt.droppedMessages) message(s) were left out)")
+                say("(the conversation is longer than the context: the oldest \(prompt.droppedMessages) message(s) were left out)")
             }
             var answer = ""
             do {
@@ -68,11 +68,17 @@ struct Chat: AsyncParsableCommand {
                     case .prefillProgress: break
                     }
                 }
-                print()
+                say()
             } catch {
                 printError("\(error)")
             }
             history.append(.assistant(answer))
         }
     }
+}
+
+/// Console lines go through the same unbuffered handle as the streamed answer, so the order on a
+/// pipe is the order on a terminal.
+private func say(_ text: String = "") {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
