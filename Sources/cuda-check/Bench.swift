@@ -14,24 +14,7 @@ struct Bench {
     let say: (String) -> Void
 
     /// Bytes read + written per second by a 1 GiB device-to-device copy (median of 10).
-    func copyBandwidth() throws -> Double {
-        let bytes = 1 << 30
-        let a = try backend.makeActivation([bytes / 4]), b = try backend.makeActivation([bytes / 4])
-        let api = backend.device.api
-        var times: [Double] = []
-        let start = try backend.device.createEvent(timing: true), stop = try backend.device.createEvent(timing: true)
-        for _ in 0..<12 {
-            try api.check(api.cuEventRecord(start, nil), "cuEventRecord")
-            try api.check(api.cuMemcpyDtoDAsync(b.pointer, a.pointer, bytes, nil), "cuMemcpyDtoDAsync_v2")
-            try api.check(api.cuEventRecord(stop, nil), "cuEventRecord")
-            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
-            var ms: Float = 0
-            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
-            times.append(Double(ms) / 1e3)
-        }
-        let median = times.dropFirst(2).sorted()[5]
-        return 2 * Double(bytes) / median
-    }
+    func copyBandwidth() throws -> Double { try backend.measureCopyBandwidth() }
 
     /// Bytes of weights one decode step reads: everything but the embedding table, with only the
     /// experts hit (`expertsHit` per layer, at most E) for MoE.
