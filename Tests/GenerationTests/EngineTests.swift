@@ -9,7 +9,7 @@ import Testing
 
     @Test func greedyFollowsTheModelAndStopsAtMaxTokens() async throws {
         let model = ScriptedModel()
-        let result = await try engine(model).submit(promptTokens: [1, 2, 3], sampling: .init(temperature: 0, maxTokens: 4)).collect()
+        let result = try await engine(model).submit(promptTokens: [1, 2, 3], sampling: .init(temperature: 0, maxTokens: 4)).collect()
         #expect(result.tokens == [4, 5, 6, 7])
         #expect(result.text == "<4><5><6><7>")
         #expect(result.finishReason == .length)
@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func stopsAtEndOfSequenceToken() async throws {
-        let result = await try engine(ScriptedModel()).submit(promptTokens: [45], sampling: .init(temperature: 0, maxTokens: 20)).collect()
+        let result = try await engine(ScriptedModel()).submit(promptTokens: [45], sampling: .init(temperature: 0, maxTokens: 20)).collect()
         #expect(result.tokens == [46, 47, 48, 49])
         #expect(result.finishReason == .stop)
     }
@@ -56,7 +56,7 @@ import Testing
         let prompts = [[1, 2], [10, 11, 12, 13, 14], [30]]
         var sequential: [[Int]] = []
         for p in prompts {
-            sequential.append(await try engine(ScriptedModel()).submit(promptTokens: p, sampling: .init(temperature: 0, maxTokens: 5)).collect().tokens)
+            sequential.append(try await engine(ScriptedModel()).submit(promptTokens: p, sampling: .init(temperature: 0, maxTokens: 5)).collect().tokens)
         }
         let model = ScriptedModel(stepDelayMicros: 1_000)
         let e = engine(model)
@@ -108,7 +108,7 @@ import Testing
     }
 
     @Test func contextLimitEndsWithLength() async throws {
-        let result = await try engine(ScriptedModel(maxSequenceLength: 10)).submit(promptTokens: [1, 2, 3], sampling: .init(temperature: 0, maxTokens: 100)).collect()
+        let result = try await engine(ScriptedModel(maxSequenceLength: 10)).submit(promptTokens: [1, 2, 3], sampling: .init(temperature: 0, maxTokens: 100)).collect()
         #expect(result.tokens.count == 7)
         #expect(result.finishReason == .length)
     }
