@@ -85,8 +85,10 @@ import Testing
     }
 
     @Test func cancellationFinishesWithCancelled() async throws {
-        let model = ScriptedModel(stepDelayMicros: 1_000)
-        let handle = try engine(model).submit(promptTokens: [1], sampling: .init(temperature: 0, maxTokens: 1000))
+        // No EOS and 10 ms per step: the request would run ~2.4 s, so the cancel (sent after
+        // the third event) lands long before it could end on its own, even on a loaded machine.
+        let model = ScriptedModel(maxSequenceLength: 250, stepDelayMicros: 10_000)
+        let handle = try engine(model, eos: []).submit(promptTokens: [1], sampling: .init(temperature: 0, maxTokens: 240))
         var last: GenerationEvent?
         var count = 0
         for await event in handle.events {
@@ -94,8 +96,12 @@ import Testing
             if count == 3 { handle.cancel() }
             last = event
         }
-        guard case .finished(.cancelled, _, _, _)? = last else { Issue.record("expected a cancelled finish, got \(String(describing: last))"); return }
-        try await Task.sleep(for: .milliseconds(20))
+        guard case .finished(.cancelled, _, let generated, _)? = last else {
+            Issue.record("expected a cancelled finish, got \(String(describing: last))")
+            return
+        }
+        #expect(generated < 240)
+        try await Task.sleep(for: .milliseconds(50))
         #expect(model.kvBlocks.freeBlocks == 64)
     }
 
