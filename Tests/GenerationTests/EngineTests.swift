@@ -68,20 +68,24 @@ import Testing
     }
 
     @Test func newRequestJoinsRunningBatch() async throws {
-        let model = ScriptedModel(stepDelayMicros: 2_000)
+        // 10 ms per step and 100 tokens: the long request runs ~1 s, so the late one (submitted
+        // after its third token) must start while it runs and finish long before it ends.
+        let model = ScriptedModel(stepDelayMicros: 10_000)
         let e = engine(model)
-        let long = try e.submit(promptTokens: [1], sampling: .init(temperature: 0, maxTokens: 40))
+        let long = try e.submit(promptTokens: [1], sampling: .init(temperature: 0, maxTokens: 100))
         var seen = 0
         var late: GenerationHandle?
-        var lateFinishedBeforeLong = false
         for await event in long.events {
             if case .token = event {
                 seen += 1
                 if seen == 3 { late = try e.submit(promptTokens: [2], sampling: .init(temperature: 0, maxTokens: 2)) }
-                if seen == 30, let late { lateFinishedBeforeLong = await late.collect().tokens == [3, 4] }
             }
         }
-        #expect(lateFinishedBeforeLong, "the late request finished while the long one was still running")
+        let lateTokens = await late?.collect().tokens
+        #expect(lateTokens == [3, 4])
+        let shared = model.batches.filter { $0.sequences.count == 2 }.count
+        #expect(shared >= 2, "the late request was decoded in the same steps as the running one")
+        #expect(model.batches.last?.sequences.count == 1, "the late request left while the long one kept running")
     }
 
     @Test func cancellationFinishesWithCancelled() async throws {
