@@ -84,7 +84,10 @@ struct WorkerFailureTests {
     func pollCutBy503() async throws {
         let harness = try await Harness.start()
         await harness.state.setResponseTimeout(.milliseconds(300))
-        try await Task.sleep(for: .milliseconds(900))
+        // Wait for the cuts themselves rather than a fixed time: under load the worker's
+        // backoff spaces its polls further apart.
+        let repeated = await eventually(timeout: .seconds(20)) { await harness.state.requests(to: "/worker_job_request").count >= 3 }
+        #expect(repeated, "polls cut by 503 should be repeated")
         let id = await harness.state.submit(chat("after the cuts"))
         _ = try await harness.result(id)
         try await harness.shutdown()

@@ -16,6 +16,9 @@ final class ScriptedModel: LanguageModel, @unchecked Sendable {
     let maxSequenceLength: Int
     let deviceName = "scripted"
     var batches: [PackedBatch] = []
+    /// Called from the engine's step loop before each forward pass with the step number (1, 2,
+    /// …), so a test can submit or cancel at an exact step instead of racing the event consumer.
+    var onStep: (@Sendable (Int) -> Void)?
     /// Each forward pass sleeps this long, so tests can submit work mid-generation.
     let stepDelayMicros: UInt32
 
@@ -30,6 +33,7 @@ final class ScriptedModel: LanguageModel, @unchecked Sendable {
 
     func forward(_ batch: PackedBatch) throws -> Logits {
         batches.append(batch)
+        onStep?(batches.count)
         if stepDelayMicros > 0 { usleep(stepDelayMicros) }
         let V = config.vocabSize
         var values = [Float](repeating: 0, count: batch.sequences.count * V)
