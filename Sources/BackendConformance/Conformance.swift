@@ -101,6 +101,12 @@ public struct BackendConformance<Test: ComputeBackend, Reference: ComputeBackend
         return Pair(t: try test.upload(stacking: hosts), r: try reference.upload(stacking: hosts))
     }
 
+    /// Weights (rows[i], k) joined by rows, as the model joins wq/wk/wv and w1/w3.
+    func joined(_ parts: [[Float]], rows: [Int], k: Int, _ dtype: DType = .bf16) throws -> Pair {
+        let hosts = zip(parts, rows).map { HostTensor.owning($0, shape: [$1, k], dtype: dtype) }
+        return Pair(t: try test.upload(concatenatingRows: hosts), r: try reference.upload(concatenatingRows: hosts))
+    }
+
     func activation(_ values: [Float], _ shape: [Int]) throws -> Pair {
         let p = Pair(t: try test.makeActivation(shape), r: try reference.makeActivation(shape))
         try test.write(values, to: p.t)

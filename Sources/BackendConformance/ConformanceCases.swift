@@ -8,7 +8,9 @@ extension BackendConformance {
             ("embed", { try $0.embedCase() }),
             ("rmsNorm", { try $0.rmsNormCase() }),
             ("matmul", { try $0.matmulCases() }),
+            ("joined products", { try $0.joinedProductCases() }),
             ("rope", { try $0.ropeCase() }),
+            ("ropeAppendKV", { try $0.ropeAppendKVCase() }),
             ("appendKV+attention", { try $0.attentionCases() }),
             ("swiGLU/add", { try $0.elementwiseCases() }),
             ("moeRoute", { try $0.moeRouteCase() }),
@@ -67,6 +69,63 @@ extension BackendConformance {
                                        tolerance: s.dtype == .bf16 ? ConformanceTolerance.bf16Operands : ConformanceTolerance.f32))
         }
         return results
+    }
+
+    /// The fused products of the forward pass on row-joined weights: q/k/v in one product,
+    /// products added into a residual, and the SwiGLU half of the FFN; decode row counts (GEMV
+    /// kernels) and larger ones (general product), bf16 and f32 weights.
+    mutating func joinedProductCases() throws -> [ConformanceResult] {
+        var results: [ConformanceResult] = []
+        for (rows, dtype) in [(1, DType.bf16), (3, .bf16), (4, .bf16), (9, .bf16), (70, .bf16), (2, .f32), (33, .f32)] {
+            let (k, parts) = (512, [256, 64, 64])
+            let tol = dtype == .bf16 ? ConformanceTolerance.bf16Operands : ConformanceTolerance.f32
+            let x = try activation(rng.floats(rows * k), [rows, k])
+            let n = parts.reduce(0, +)
+            let w = try joined(parts.map { rng.floats($0 * k, scale: 0.05) }, rows: parts, k: k, dtype)
+            let out = try output([rows, n])
+            try test.matmul(x.t, weight: w.t, out: out.t, rows: rows, inDim: k, outDim: n)
+            try reference.matmul(x.r, weight: w.r, out: out.r, rows: rows, inDim: k, outDim: n)
+            results.append(try compare("matmul joined \(dtype.rawValue) (T \(rows), K \(k), N 256+64+64)", out,
+                                       count: rows * n, tolerance: tol))
+
+            let residual = try activation(rng.floats(rows * n, scale: 2), [rows, n])
+            try test.matmulAdd(x.t, weight: w.t, into: residual.t, rows: rows, inDim: k, outDim: n)
+            try reference.matmulAdd(x.r, weight: w.r, into: residual.r, rows: rows, inDim: k, outDim: n)
+            results.append(try compare("matmulAdd \(dtype.rawValue) (T \(rows), K \(k), N \(n))", residual,
+                                       count: rows * n, tolerance: tol))
+
+            let f = 200
+            let w13 = try joined([rng.floats(f * k, scale: 0.08), rng.floats(f * k, scale: 0.08)], rows: [f, f], k: k, dtype)
+            let gated = try output([rows, f])
+            try test.swiGLUMatmul(x.t, weight: w13.t, out: gated.t, rows: rows, inDim: k, hidden: f)
+            try reference.swiGLUMatmul(x.r, weight: w13.r, out: gated.r, rows: rows, inDim: k, hidden: f)
+            results.append(try compare("swiGLUMatmul \(dtype.rawValue) (T \(rows), K \(k), F \(f))", gated,
+                                       count: rows * f, tolerance: tol))
+        }
+        return results
+    }
+
+    /// rope of the q and k heads of a joined projection, q out and k/v into every slot of a pool
+    /// (slots scrambled); the pool is bf16 on a GPU, hence the bf16 tolerance for it.
+    mutating func ropeAppendKVCase() throws -> [ConformanceResult] {
+        let (t, h, g, dh, blocks, bs) = (16, 8, 2, 128, 4, 4)
+        let qkv = try activation(rng.floats(t * (h + 2 * g) * dh), [t, h + 2 * g, dh])
+        let q = try output([t, h, dh])
+        let pos = try indices((0..<t).map { _ in Int32.random(in: 0..<32768, using: &rng) })
+        let slots = try indices((0..<Int32(t)).shuffled(using: &rng))
+        let kPool = Pair(t: try test.makeKVPool(blocks: blocks, blockSize: bs, kvHeads: g, headDim: dh),
+                         r: try reference.makeKVPool(blocks: blocks, blockSize: bs, kvHeads: g, headDim: dh))
+        let vPool = Pair(t: try test.makeKVPool(blocks: blocks, blockSize: bs, kvHeads: g, headDim: dh),
+                         r: try reference.makeKVPool(blocks: blocks, blockSize: bs, kvHeads: g, headDim: dh))
+        try test.ropeAppendKV(qkv: qkv.t, q: q.t, kPool: kPool.t, vPool: vPool.t, positions: pos.t, slots: slots.t,
+                              rows: t, heads: h, kvHeads: g, headDim: dh, theta: 1_000_000)
+        try reference.ropeAppendKV(qkv: qkv.r, q: q.r, kPool: kPool.r, vPool: vPool.r, positions: pos.r, slots: slots.r,
+                                   rows: t, heads: h, kvHeads: g, headDim: dh, theta: 1_000_000)
+        let shape = "T 16, H 8, G 2, Dh 128, pos < 32768"
+        return [try compare("ropeAppendKV q (\(shape))", q, count: t * h * dh, tolerance: ConformanceTolerance.f32),
+                try compare("ropeAppendKV k pool (\(shape))", kPool, count: t * g * dh, tolerance: ConformanceTolerance.bf16Operands),
+                try compare("ropeAppendKV v pool (\(shape))", vPool, count: t * g * dh, tolerance: ConformanceTolerance.bf16Operands),
+                try compare("ropeAppendKV leaves qkv as it was", qkv, count: t * (h + 2 * g) * dh, tolerance: ConformanceTolerance.exact)]
     }
 
     mutating func ropeCase() throws -> [ConformanceResult] {

@@ -110,33 +110,66 @@ extension CPUBackend {
         guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope: head dim \(headDim) is odd") }
         try check(x, .f32, atLeast: rows * heads * headDim, "rope x")
         try check(positions, .i32, atLeast: rows, "rope positions")
-        let pairs = headDim / 2
         try locked {
-            // (T, Dh/2) cos then (T, Dh/2) sin, then (Dh/2) inverse frequencies θ^(−2i/Dh). The
-            // angle is formed in Double so large positions keep full precision, then rounded once.
-            let table = try scratch.shared[0].reserve(2 * max(1, rows * pairs))
-            let inverseFrequency = try scratch.sharedDoubles.reserve(pairs)
-            for i in 0..<pairs { inverseFrequency[i] = pow(Double(theta), -Double(2 * i) / Double(headDim)) }
+            let table = try ropeTable(positions.ints, rows: rows, headDim: headDim, theta: theta)
             for t in 0..<rows {
-                let position = Double(positions.ints[t])
-                for i in 0..<pairs {
-                    let angle = position * inverseFrequency[i]
-                    table[t * pairs + i] = Float(cos(angle))
-                    table[rows * pairs + t * pairs + i] = Float(sin(angle))
-                }
-            }
-            for t in 0..<rows {
-                let c = table + t * pairs
-                let s = table + rows * pairs + t * pairs
                 for h in 0..<heads {
                     let v = x.floats + (t * heads + h) * headDim
-                    for i in 0..<pairs {
-                        let re = v[2 * i], im = v[2 * i + 1]
-                        v[2 * i] = re * c[i] - im * s[i]
-                        v[2 * i + 1] = re * s[i] + im * c[i]
-                    }
+                    table.rotate(v, into: v, row: t)
                 }
             }
+        }
+    }
+
+    public func ropeAppendKV(qkv: CPUTensor, q: CPUTensor, kPool: CPUTensor, vPool: CPUTensor, positions: CPUTensor,
+                             slots: CPUTensor, rows: Int, heads: Int, kvHeads: Int, headDim: Int, theta: Float) throws {
+        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("ropeAppendKV: head dim \(headDim) is odd") }
+        let width = kvHeads * headDim, qWidth = heads * headDim, rowWidth = qWidth + 2 * width
+        try check(qkv, .f32, atLeast: rows * rowWidth, "ropeAppendKV qkv")
+        try check(q, .f32, atLeast: rows * qWidth, "ropeAppendKV q")
+        try check(positions, .i32, atLeast: rows, "ropeAppendKV positions")
+        try checkPool(kPool, vPool, width: width, "ropeAppendKV")
+        try checkIndices(slots, count: rows, below: kPool.count / width, "ropeAppendKV slots")
+        try locked {
+            let table = try ropeTable(positions.ints, rows: rows, headDim: headDim, theta: theta)
+            for t in 0..<rows {
+                let row = qkv.floats + t * rowWidth
+                for h in 0..<heads {
+                    table.rotate(row + h * headDim, into: q.floats + t * qWidth + h * headDim, row: t)
+                }
+                let slot = Int(slots.ints[t]) * width
+                for g in 0..<kvHeads {
+                    table.rotate(row + qWidth + g * headDim, into: kPool.floats + slot + g * headDim, row: t)
+                }
+                (vPool.floats + slot).update(from: row + qWidth + width, count: width)
+            }
+        }
+    }
+
+    /// cos/sin of every (token, pair) angle, in the shared scratch. The angle is formed in
+    /// Double so large positions keep full precision, then rounded once.
+    private func ropeTable(_ positions: UnsafePointer<Int32>, rows: Int, headDim: Int, theta: Float) throws -> RopeTable {
+        let pairs = headDim / 2
+        // (T, Dh/2) cos then (T, Dh/2) sin, then (Dh/2) inverse frequencies θ^(−2i/Dh).
+        let table = try scratch.shared[0].reserve(2 * max(1, rows * pairs))
+        let inverseFrequency = try scratch.sharedDoubles.reserve(pairs)
+        for i in 0..<pairs { inverseFrequency[i] = pow(Double(theta), -Double(2 * i) / Double(headDim)) }
+        for t in 0..<rows {
+            let position = Double(positions[t])
+            for i in 0..<pairs {
+                let angle = position * inverseFrequency[i]
+                table[t * pairs + i] = Float(cos(angle))
+                table[rows * pairs + t * pairs + i] = Float(sin(angle))
+            }
+        }
+        return RopeTable(cos: table, sin: table + rows * pairs, pairs: pairs)
+    }
+
+    private func checkPool(_ kPool: CPUTensor, _ vPool: CPUTensor, width: Int, _ what: String) throws {
+        try check(kPool, .f32, atLeast: width, "\(what) kPool")
+        try check(vPool, .f32, atLeast: kPool.count, "\(what) vPool")
+        guard kPool.shape.count == 4, kPool.shape[2] * kPool.shape[3] == width else {
+            throw BackendError.shapeMismatch("\(what): pool \(kPool.shape) does not hold \(width) values per slot")
         }
     }
 
@@ -145,11 +178,7 @@ extension CPUBackend {
         let width = kvHeads * headDim
         try check(k, .f32, atLeast: rows * width, "appendKV k")
         try check(v, .f32, atLeast: rows * width, "appendKV v")
-        try check(kPool, .f32, atLeast: width, "appendKV kPool")
-        try check(vPool, .f32, atLeast: kPool.count, "appendKV vPool")
-        guard kPool.shape.count == 4, kPool.shape[2] * kPool.shape[3] == width else {
-            throw BackendError.shapeMismatch("appendKV: pool \(kPool.shape) does not hold \(kvHeads)×\(headDim) per slot")
-        }
+        try checkPool(kPool, vPool, width: width, "appendKV")
         try checkIndices(slots, count: rows, below: kPool.count / width, "appendKV slots")
         locked {
             for t in 0..<rows {
@@ -164,22 +193,94 @@ extension CPUBackend {
 
     public func matmul(_ x: CPUTensor, weight: CPUTensor, out: CPUTensor, rows: Int, inDim: Int, outDim: Int) throws {
         try check(x, .f32, atLeast: rows * inDim, "matmul x")
-        try checkWeight(weight, elements: outDim * inDim, "matmul weight (\(outDim), \(inDim))")
+        let blocks = try rowBlocks(weight, outDim: outDim, inDim: inDim, "matmul weight (\(outDim), \(inDim))")
         try check(out, .f32, atLeast: rows * outDim, "matmul out")
         guard rows > 0, outDim > 0 else { return }
         locked {
-            let plan = TilePlan(outRows: outDim, tokens: rows, threads: threadCount)
-            let sink = StoreSink(out: out.floats, stride: outDim)
-            let dtype = weight.dtype
-            let w = UnsafeRawPointer(weight.base)
-            let xs = UnsafePointer(x.floats)
+            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+                    stride: outDim) { StoreSink(out: $0, stride: $1) }
+        }
+    }
+
+    public func matmulAdd(_ x: CPUTensor, weight: CPUTensor, into out: CPUTensor, rows: Int, inDim: Int, outDim: Int) throws {
+        try check(x, .f32, atLeast: rows * inDim, "matmulAdd x")
+        let blocks = try rowBlocks(weight, outDim: outDim, inDim: inDim, "matmulAdd weight (\(outDim), \(inDim))")
+        try check(out, .f32, atLeast: rows * outDim, "matmulAdd out")
+        guard rows > 0, outDim > 0 else { return }
+        locked {
+            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+                    stride: outDim) { AddSink(out: $0, stride: $1) }
+        }
+    }
+
+    public func swiGLUMatmul(_ x: CPUTensor, weight: CPUTensor, out: CPUTensor, rows: Int, inDim: Int, hidden: Int) throws {
+        try check(x, .f32, atLeast: rows * inDim, "swiGLUMatmul x")
+        let blocks = try rowBlocks(weight, outDim: 2 * hidden, inDim: inDim, "swiGLUMatmul weight (2·\(hidden), \(inDim))")
+        try check(out, .f32, atLeast: rows * hidden, "swiGLUMatmul out")
+        guard rows > 0, hidden > 0 else { return }
+        try locked {
+            let both = try scratch.shared[4].reserve(rows * 2 * hidden)   // (T, 2F): gate | up
+            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: both,
+                    stride: 2 * hidden) { StoreSink(out: $0, stride: $1) }
+            let o = out.floats
+            parallelRanges(rows) { range in
+                for t in range {
+                    swiGLURange(both + t * 2 * hidden, both + t * 2 * hidden + hidden, o + t * hidden, 0..<hidden)
+                }
+            }
+        }
+    }
+
+    /// The parts of a weight as (base, rows) blocks in output-row order: one block for a plain
+    /// weight, several for a row-joined one.
+    private func rowBlocks(_ weight: CPUTensor, outDim: Int, inDim: Int,
+                           _ what: @autoclosure () -> String) throws -> [(base: UnsafeRawPointer, rows: Int)] {
+        guard let partRows = weight.partRows else {
+            try checkWeight(weight, elements: outDim * inDim, what())
+            return [(UnsafeRawPointer(weight.base), outDim)]
+        }
+        guard weight.shape == [outDim, inDim] else {
+            throw BackendError.shapeMismatch("\(what()): joined weight is \(weight.shape)")
+        }
+        return zip(weight.parts, partRows).map { (UnsafeRawPointer($0), $1) }
+    }
+
+    /// x (T, K) · Wᵀ for each row block of W, emitting block b's columns through a sink made
+    /// for out + (its first column), with row stride `stride`.
+    private func product<S: TileSink>(_ x: UnsafeMutablePointer<Float>, blocks: [(base: UnsafeRawPointer, rows: Int)],
+                                      dtype: DType, inDim: Int, rows: Int, out: UnsafeMutablePointer<Float>, stride: Int,
+                                      sink makeSink: (UnsafeMutablePointer<Float>, Int) -> S) {
+        var column = 0
+        let xs = UnsafePointer(x)
+        for block in blocks {
+            let plan = TilePlan(outRows: block.rows, tokens: rows, threads: threadCount)
+            let w = block.base, n = block.rows, base = out + column
             pool.run(tasks: plan.tasks) { task, _ in
-                let (rowRange, tokenRange) = plan.ranges(task: task, outRows: outDim, tokens: rows)
-                let shifted = StoreSink(out: sink.out + tokenRange.lowerBound * outDim, stride: outDim)
+                let (rowRange, tokenRange) = plan.ranges(task: task, outRows: n, tokens: rows)
+                let shifted = makeSink(base + tokenRange.lowerBound * stride, stride)
                 gemmTile(dtype: dtype, weight: w, inDim: inDim, rows: rowRange,
                          x: xs + tokenRange.lowerBound * inDim, xStride: inDim,
                          tokens: tokenRange.count, sink: shifted)
             }
+            column += block.rows
+        }
+    }
+}
+
+/// cos and sin of each (token, pair) rotary angle; rotates one head's interleaved pairs.
+struct RopeTable {
+    let cos: UnsafeMutablePointer<Float>
+    let sin: UnsafeMutablePointer<Float>
+    let pairs: Int
+
+    /// out pairs = (re·c − im·s, re·s + im·c) of x's pairs at token `row` (x and out may alias).
+    @inline(__always)
+    func rotate(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, row: Int) {
+        let c = cos + row * pairs, s = sin + row * pairs
+        for i in 0..<pairs {
+            let re = x[2 * i], im = x[2 * i + 1]
+            out[2 * i] = re * c[i] - im * s[i]
+            out[2 * i + 1] = re * s[i] + im * c[i]
         }
     }
 }

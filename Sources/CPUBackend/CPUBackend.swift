@@ -34,7 +34,7 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public init(threads: Int? = nil) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         pool = ThreadPool(threads: count)
-        scratch = ScratchSpace(threads: count, sharedBuffers: 4)
+        scratch = ScratchSpace(threads: count, sharedBuffers: 5)
         threadBases = scratch.perThread.map { $0.pointer }
         name = "cpu (\(count) thread\(count == 1 ? "" : "s"))"
     }
@@ -53,6 +53,15 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
 
     public func upload(stacking parts: [HostTensor]) throws -> CPUTensor {
         try CPUTensor(borrowing: parts)
+    }
+
+    public func upload(concatenatingRows parts: [HostTensor]) throws -> CPUTensor {
+        try CPUTensor(borrowingRows: parts)
+    }
+
+    /// Runs `body`: there are no launches to save on the CPU.
+    public func replayable(_ shape: StepShape, _ body: () throws -> Void) throws {
+        try body()
     }
 
     public func makeActivation(_ shape: [Int]) throws -> CPUTensor {

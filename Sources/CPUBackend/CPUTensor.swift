@@ -23,8 +23,11 @@ public final class CPUTensor: @unchecked Sendable {
     public let count: Int
     /// Part base addresses: one entry for a plain tensor, E entries for a stack.
     let parts: [UnsafeMutableRawPointer]
-    /// Elements per part.
+    /// Elements per part (of the first part for a row-joined weight).
     let partCount: Int
+    /// Row counts of the parts of a row-joined weight (`upload(concatenatingRows:)`), whose
+    /// logical shape is (Σ rows, K); nil for every other tensor.
+    let partRows: [Int]?
     /// Whether this tensor owns (and frees) its single buffer; weights are borrowed and read-only.
     let isOwned: Bool
     /// Keeps memory-mapped checkpoint storage alive for as long as the weight is in use.
@@ -50,6 +53,7 @@ public final class CPUTensor: @unchecked Sendable {
         self.count = count
         self.parts = [raw]
         self.partCount = count
+        self.partRows = nil
         self.isOwned = true
         self.owners = []
     }
@@ -66,6 +70,7 @@ public final class CPUTensor: @unchecked Sendable {
         guard first.dtype != .i32 else { throw BackendError.unsupported("i32 weights") }
         self.dtype = first.dtype
         self.partCount = first.elementCount
+        self.partRows = nil
         self.parts = parts.map { part in
             // The mapped bytes are never written: `isOwned == false` makes every write path throw.
             // An empty part has no base address; it is never read, any valid pointer will do.
@@ -73,6 +78,29 @@ public final class CPUTensor: @unchecked Sendable {
         }
         self.shape = parts.count == 1 ? first.shape : [parts.count] + first.shape
         self.count = first.elementCount * parts.count
+        self.isOwned = false
+        self.owners = parts.compactMap { $0.owner }
+    }
+
+    /// A borrowed view of 2-D weights joined by rows: parts (Nᵢ, K) act as one (ΣNᵢ, K) matrix
+    /// without being copied.
+    init(borrowingRows parts: [HostTensor]) throws {
+        guard let first = parts.first, first.shape.count == 2 else {
+            throw BackendError.shapeMismatch("upload(concatenatingRows:) needs 2-D parts, got \(parts.first?.shape ?? [])")
+        }
+        let k = first.shape[1]
+        for (index, part) in parts.enumerated() where part.shape.count != 2 || part.shape[1] != k || part.dtype != first.dtype {
+            throw BackendError.shapeMismatch(
+                "joined part \(index) is \(part.dtype) \(part.shape), part 0 is \(first.dtype) (_, \(k))")
+        }
+        guard first.dtype != .i32 else { throw BackendError.unsupported("i32 weights") }
+        let rows = parts.map { $0.shape[0] }
+        self.dtype = first.dtype
+        self.partCount = first.elementCount
+        self.partRows = rows
+        self.parts = parts.map { UnsafeMutableRawPointer(mutating: $0.data.baseAddress ?? CPUTensor.emptyPart) }
+        self.shape = [rows.reduce(0, +), k]
+        self.count = rows.reduce(0, +) * k
         self.isOwned = false
         self.owners = parts.compactMap { $0.owner }
     }

@@ -16,6 +16,15 @@ struct StoreSink: TileSink {
     }
 }
 
+/// out[token · stride + row] += value (a product added into the residual stream).
+struct AddSink: TileSink {
+    let out: UnsafeMutablePointer<Float>
+    let stride: Int
+    @inline(__always) func emit(token: Int, row: Int, value: Float) {
+        out[token &* stride &+ row] += value
+    }
+}
+
 /// out[targets[token] · stride + row] += scales[token] · value: combines one expert's output
 /// into the rows of the tokens routed to it, weighted by their routing weights.
 struct ScatterAddSink: TileSink {

@@ -84,11 +84,11 @@ final class BLASLtMatmul: @unchecked Sendable {
         }
     }
 
-    /// Queues out (T, N) f32 = x (T, K) bf16 · W (N, K) bf16ᵀ on `stream`.
+    /// Queues out (T, N) f32 = x (T, K) bf16 · W (N, K) bf16ᵀ on `stream` (`accumulate`: out +=).
     func multiply(x: CUdeviceptr, weight: CUdeviceptr, out: CUdeviceptr, rows: Int, inDim: Int, outDim: Int,
-                  workspace: CUdeviceptr, stream: CUhandle) throws {
+                  accumulate: Bool = false, workspace: CUdeviceptr, stream: CUhandle) throws {
         let p = try plan(rows: rows, inDim: inDim, outDim: outDim)
-        var alpha: Float = 1, beta: Float = 0
+        var alpha: Float = 1, beta: Float = accumulate ? 1 : 0
         try api.check(api.cublasLtMatmul(handle, p.desc, &alpha, weight, p.a, x, p.b, &beta, out, p.c, out, p.c,
                                          p.algo, workspace, Self.workspaceBytes, stream),
                       "cublasLtMatmul(T=\(rows), K=\(inDim), N=\(outDim))")

@@ -30,27 +30,99 @@ extension CUDABackend {
         try require(x, rows * inDim, f32Only, "matmul x")
         try require(out, rows * outDim, f32Only, "matmul out")
         try require(weight, outDim * inDim, weightDTypes, "matmul weight")
-        guard rows > 0 else { return }
+        try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .store)
+    }
+
+    public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
+        try require(x, rows * inDim, f32Only, "matmulAdd x")
+        try require(out, rows * outDim, f32Only, "matmulAdd out")
+        try require(weight, outDim * inDim, weightDTypes, "matmulAdd weight")
+        try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .accumulate)
+    }
+
+    public func swiGLUMatmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, hidden: Int) throws {
+        try require(x, rows * inDim, f32Only, "swiGLUMatmul x")
+        try require(out, rows * hidden, f32Only, "swiGLUMatmul out")
+        try require(weight, 2 * hidden * inDim, weightDTypes, "swiGLUMatmul weight (2·\(hidden), \(inDim))")
+        try product(x, weight, out, rows: rows, inDim: inDim, outputs: hidden, .swiGLU)
+    }
+
+    /// What a product does with its result (see the GEMV modes in gemv.cu).
+    enum ProductMode { case store, accumulate, swiGLU }
+
+    /// x (T, K) times the weight into `outputs` columns of out: one GEMV launch for ≤ 4 rows of
+    /// bf16 (any mode); otherwise a general product (cuBLASLt or SIMT) plus, where the mode needs
+    /// it and the product cannot do it itself, one elementwise pass over a scratch result.
+    private func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
+                         outputs: Int, _ mode: ProductMode) throws {
+        guard rows > 0, outputs > 0 else { return }
+        let weightRows = mode == .swiGLU ? 2 * outputs : outputs
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
-            // Enough blocks for ~4 per SM: short matrices split each row over up to 8 warps.
+            // Enough blocks for `gemvBlocksPerSM` per SM: short matrices split each row over up to 8 warps.
             var split = 1
-            while split < 8, (outDim * split + 7) / 8 < 4 * device.multiprocessors { split *= 2 }
+            while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
             let rowsPerBlock = 8 / split
-            try launch(.gemv(rows), grid: ((outDim + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
+            let kernel: Kernel = switch mode {
+            case .store: .gemv(rows)
+            case .accumulate: .gemvAdd(rows)
+            case .swiGLU: .gemvSwiGLU(rows)
+            }
+            try launch(kernel, grid: ((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split))])
-        } else if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+                        .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
+            return
+        }
+        let blasPath = weight.dtype == .bf16 && matmulPath == .cublasLt && blas != nil
+        switch mode {
+        case .store:
+            try generalProduct(x, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
+        case .accumulate where blasPath:
+            try generalProduct(x, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, accumulate: true)
+        case .accumulate:
+            let tmp = try scratch(.productOut, bytes: rows * weightRows * 4)
+            try generalProduct(x, weight, into: tmp, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
+            try launch(.add, grid: gridFor(rows * outputs), [.pointer(out.pointer), .pointer(tmp), .int64(Int64(rows * outputs))])
+        case .swiGLU:
+            let both = try scratch(.productOut, bytes: rows * weightRows * 4)   // (T, 2F): gate | up
+            try generalProduct(x, weight, into: both, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
+            try launch(.swigluSplit, grid: gridFor(rows * outputs),
+                       [.pointer(both), .pointer(out.pointer), .int32(Int32(rows)), .int32(Int32(outputs))])
+        }
+    }
+
+    /// out (T, N) (+)= x (T, K) · W (N, K)ᵀ by cuBLASLt (bf16 weights) or the SIMT kernel (which
+    /// only stores; `accumulate` needs the cuBLASLt path).
+    private func generalProduct(_ x: CUDATensor, _ weight: CUDATensor, into out: CUdeviceptr, rows: Int, inDim: Int,
+                                outDim: Int, accumulate: Bool) throws {
+        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),
                        [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * inDim))])
             let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
-            try blas.multiply(x: xb, weight: weight.pointer, out: out.pointer, rows: rows, inDim: inDim, outDim: outDim,
-                              workspace: workspace, stream: stream)
+            try blas.multiply(x: xb, weight: weight.pointer, out: out, rows: rows, inDim: inDim, outDim: outDim,
+                              accumulate: accumulate, workspace: workspace, stream: stream)
         } else {
+            precondition(!accumulate, "the SIMT product only stores")
             try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1),
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
                         .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))])
         }
+    }
+
+    public func ropeAppendKV(qkv: CUDATensor, q: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, positions: CUDATensor,
+                             slots: CUDATensor, rows: Int, heads: Int, kvHeads: Int, headDim: Int, theta: Float) throws {
+        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("ropeAppendKV head dim \(headDim) is odd") }
+        try require(qkv, rows * (heads + 2 * kvHeads) * headDim, f32Only, "ropeAppendKV qkv")
+        try require(q, rows * heads * headDim, f32Only, "ropeAppendKV q")
+        try require(positions, rows, i32Only, "ropeAppendKV positions")
+        try require(slots, rows, i32Only, "ropeAppendKV slots")
+        try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
+        try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
+        guard rows > 0 else { return }
+        try launch(.ropeAppendKV, grid: gridFor(rows * (heads + 2 * kvHeads) * headDim / 2),
+                   [.pointer(qkv.pointer), .pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                    .pointer(positions.pointer), .pointer(slots.pointer), .int32(Int32(rows)), .int32(Int32(heads)),
+                    .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(theta)])
     }
 
     public func rope(_ x: CUDATensor, positions: CUDATensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
@@ -107,7 +179,10 @@ extension CUDABackend {
         let shared = floats * 4
         // Split-KV when (T × G) blocks cannot fill the GPU: each split takes a share of the keys.
         let blocks = t * kvHeads
-        let maxContext = Int(batch.hostContextLens.prefix(batch.sequences).max() ?? 1)
+        // A recorded step replays with other context lengths: size the split for the longest
+        // context the block tables can describe (each split's share is computed on the device).
+        let maxContext = recordingStep ? batch.maxBlocksPerSequence * batch.blockSize
+            : Int(batch.hostContextLens.prefix(batch.sequences).max() ?? 1)
         var splits = 1
         if decodeKernels, blocks < 2 * device.multiprocessors {
             splits = max(1, min((2 * device.multiprocessors + blocks - 1) / blocks, (maxContext + 31) / 32, 64))

@@ -34,6 +34,23 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     private var scratch: [ScratchSlot: (pointer: CUdeviceptr, bytes: Int)] = [:]
     private var preferredMatmul: MatmulPath
     private var decodeKernelsEnabled = true
+    private var graphsEnabled: Bool
+    private var recording = false
+    private var capturing = false
+    /// Instantiated step recordings, and the shapes seen once (recorded on their second step).
+    private var graphs: [GraphKey: CUhandle] = [:]
+    private var seenShapes: Set<GraphKey> = []
+
+    /// A recording depends on the step's shape and on the settings that choose kernels.
+    struct GraphKey: Hashable {
+        let shape: StepShape
+        let decodeKernels: Bool
+        let matmul: MatmulPath
+    }
+
+    /// Blocks per multiprocessor the GEMV split aims for (more warps per row on short matrices).
+    /// `MIXTRAL_GEMV_BLOCKS_PER_SM` overrides it, for tuning runs.
+    let gemvBlocksPerSM: Int
 
     public var name: String { device.name }
 
@@ -60,6 +77,14 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         cublasUnavailableReason = reason
         preferredMatmul = blas == nil ? .simt : .cublasLt
         uploader = try WeightUploader(device: device, computeStream: stream)
+        gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 4
+        graphsEnabled = environment["MIXTRAL_CUDA_GRAPHS"] != "0" && device.api.cuGraphLaunch != nil
+            && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
+            && device.api.cuGraphInstantiateWithFlags != nil
+    }
+
+    deinit {
+        dropGraphs()
     }
 
     /// Which path `matmul` takes for bf16 weights (f16/f32 weights always take `.simt`).
@@ -76,6 +101,25 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         get { lock.withLock { decodeKernelsEnabled } }
         set { lock.withLock { decodeKernelsEnabled = newValue } }
     }
+
+    /// Whether pure decode steps (one token per sequence) are recorded as CUDA graphs and
+    /// replayed (`replayable`). On by default where the driver has graphs;
+    /// `MIXTRAL_CUDA_GRAPHS=0` turns it off.
+    public var stepGraphs: Bool {
+        get { lock.withLock { graphsEnabled } }
+        set {
+            lock.withLock { graphsEnabled = newValue && device.api.cuGraphLaunch != nil }
+            if !newValue { dropGraphs() }
+        }
+    }
+
+    /// Number of instantiated step recordings (for checks and reports).
+    public var recordedSteps: Int { lock.withLock { graphs.count } }
+
+    /// True while a replayable step's ops are queued or recorded: ops then size their work from
+    /// the step's shape and the buffers' capacities only (never from host-side contents such as
+    /// the current context lengths), so the recording stays valid for later steps.
+    var recordingStep: Bool { lock.withLock { recording } }
 
     /// "sm_90", NVRTC version and the kernel files compiled (not cached) by this process.
     public var kernelReport: String {
@@ -116,6 +160,22 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         let partBytes = first.data.count
         for (i, p) in parts.enumerated() {
             try uploader.copy(p.data, to: t.pointer + CUdeviceptr(i * partBytes))
+        }
+        return t
+    }
+
+    public func upload(concatenatingRows parts: [HostTensor]) throws -> CUDATensor {
+        guard let first = parts.first, first.shape.count == 2 else {
+            throw BackendError.shapeMismatch("upload(concatenatingRows:) needs 2-D parts, got \(parts.first?.shape ?? [])")
+        }
+        for (i, p) in parts.enumerated() where p.shape.count != 2 || p.shape[1] != first.shape[1] || p.dtype != first.dtype {
+            throw BackendError.shapeMismatch("joined part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) (_, \(first.shape[1]))")
+        }
+        let t = try allocate(dtype: first.dtype, shape: [parts.reduce(0) { $0 + $1.shape[0] }, first.shape[1]])
+        var offset = 0
+        for p in parts {
+            try uploader.copy(p.data, to: t.pointer + CUdeviceptr(offset))
+            offset += p.data.count
         }
         return t
     }
@@ -189,15 +249,91 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize")
     }
 
+    // MARK: step graphs
+
+    /// Pure decode steps (tokens == sequences) are recorded on the second step of a shape (the
+    /// first runs normally: it compiles kernels, makes cuBLASLt plans and grows scratch buffers)
+    /// and replayed from then on with one launch. Other steps run `body` as is.
+    public func replayable(_ shape: StepShape, _ body: () throws -> Void) throws {
+        let key = GraphKey(shape: shape, decodeKernels: decodeKernels, matmul: matmulPath)
+        let (enabled, graph, seen): (Bool, CUhandle?, Bool) = lock.withLock {
+            (graphsEnabled && shape.tokens == shape.sequences, graphs[key], seenShapes.contains(key))
+        }
+        guard enabled else { return try body() }
+        let api = device.api
+        try device.makeCurrent()
+        if let graph, let launch = api.cuGraphLaunch {
+            try api.check(launch(graph, stream), "cuGraphLaunch")
+            return
+        }
+        setRecording(true, capture: false)
+        defer { setRecording(false, capture: false) }
+        guard seen, let begin = api.cuStreamBeginCapture, let end = api.cuStreamEndCapture,
+              let instantiate = api.cuGraphInstantiateWithFlags, let launch = api.cuGraphLaunch else {
+            try body()
+            _ = lock.withLock { seenShapes.insert(key) }
+            return
+        }
+        setRecording(true, capture: true)
+        try api.check(begin(stream, 2), "cuStreamBeginCapture (relaxed)")   // 2 = CU_STREAM_CAPTURE_MODE_RELAXED
+        var captured: CUhandle?
+        do {
+            try body()
+        } catch {
+            // Nothing was executed: end the capture, drop it, and run the step for real.
+            _ = end(stream, &captured)
+            if let captured { _ = api.cuGraphDestroy?(captured) }
+            setRecording(true, capture: false)
+            try body()
+            return
+        }
+        try api.check(end(stream, &captured), "cuStreamEndCapture")
+        defer { if let captured { _ = api.cuGraphDestroy?(captured) } }
+        var exec: CUhandle?
+        try api.check(instantiate(&exec, captured, 0), "cuGraphInstantiateWithFlags")
+        guard let exec else { throw BackendError.device("cuGraphInstantiateWithFlags returned no graph") }
+        lock.withLock { graphs[key] = exec }
+        try api.check(launch(exec, stream), "cuGraphLaunch")
+    }
+
+    private func setRecording(_ on: Bool, capture: Bool) {
+        lock.withLock {
+            recording = on
+            capturing = capture
+        }
+    }
+
+    /// Destroys every recording (after the queued work that may use them is done): they hold the
+    /// addresses of scratch buffers, which are about to change, or they are no longer wanted.
+    private func dropGraphs() {
+        let old: [CUhandle] = lock.withLock {
+            let g = Array(graphs.values)
+            graphs.removeAll()
+            seenShapes.removeAll()
+            return g
+        }
+        guard !old.isEmpty else { return }
+        try? device.makeCurrent()
+        _ = device.api.cuStreamSynchronize(stream)
+        for g in old { _ = device.api.cuGraphExecDestroy?(g) }
+    }
+
     // MARK: helpers for the ops
 
     /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
     enum ScratchSlot: Hashable {
-        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace, attnMax, attnSum, attnAcc
+        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace, attnMax, attnSum, attnAcc, productOut
     }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {
-        try lock.withLock {
+        let (fits, duringCapture, hasGraphs) = lock.withLock { (scratch[slot].map { $0.bytes >= bytes } ?? false, capturing, !graphs.isEmpty) }
+        if !fits {
+            // Nothing may be freed or allocated inside a recording (the caller then runs the step
+            // for real), and a recording must not outlive the buffers it points at.
+            if duringCapture { throw BackendError.device("scratch buffer \(slot) grew while recording a step") }
+            if hasGraphs { dropGraphs() }
+        }
+        return try lock.withLock {
             if let s = scratch[slot], s.bytes >= bytes { return s.pointer }
             if let old = scratch[slot] {
                 // cuMemFree waits for queued work that may still use the old buffer.

@@ -32,28 +32,31 @@ enum KernelFile: String, CaseIterable, Sendable {
 /// than a `CUDA_ERROR_NOT_FOUND` on the GPU machine. Weight-typed kernels carry the weight dtype
 /// (their exported names end in _bf16, _f16 or _f32).
 enum Kernel: Hashable, Sendable {
-    case swiglu, add, gatherRows, convertToBF16, convertFromBF16
+    case swiglu, swigluSplit, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
     case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType)
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine
-    /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4.
-    case gemv(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+    /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
+    /// products adding into their output (`gemvAdd`) or with the SwiGLU epilogue (`gemvSwiGLU`).
+    case gemv(Int), gemvAdd(Int), gemvSwiGLU(Int), moeGemvGateUp, moeGemvDown, attentionMerge
 
     var file: KernelFile {
         switch self {
-        case .swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
+        case .swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
         case .rmsNorm: return .rmsnorm
         case .matmul: return .matmul
         case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine: return .moe
-        case .rope: return .rope
+        case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge: return .attention
-        case .gemv, .moeGemvGateUp, .moeGemvDown: return .gemv
+        case .gemv, .gemvAdd, .gemvSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
 
     var symbol: String {
         switch self {
         case .swiglu: return "swiglu_f32"
+        case .swigluSplit: return "swiglu_split_f32"
+        case .ropeAppendKV: return "rope_append_kv"
         case .add: return "add_f32"
         case .gatherRows: return "gather_rows_f32"
         case .convertToBF16: return "convert_f32_to_bf16"
@@ -70,6 +73,8 @@ enum Kernel: Hashable, Sendable {
         case .moeSort: return "moe_sort"
         case .moeCombine: return "moe_combine"
         case .gemv(let rows): return "gemv_bf16_r\(rows)"
+        case .gemvAdd(let rows): return "gemv_add_bf16_r\(rows)"
+        case .gemvSwiGLU(let rows): return "gemv_swiglu_bf16_r\(rows)"
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
         case .attentionMerge: return "attention_merge"
@@ -79,9 +84,10 @@ enum Kernel: Hashable, Sendable {
     /// Every kernel (weight-typed ones for each weight dtype), for warm-up and checks.
     static var all: [Kernel] {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
-        var list: [Kernel] = [.swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16,
-                              .rope, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
-                              .gemv(1), .gemv(2), .gemv(3), .gemv(4), .moeGemvGateUp, .moeGemvDown, .attentionMerge]
+        var list: [Kernel] = [.swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16,
+                              .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
+                              .moeGemvGateUp, .moeGemvDown, .attentionMerge]
+        for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvSwiGLU(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list
     }

@@ -22,13 +22,11 @@ struct StepBuffers<Backend: ComputeBackend> {
 
     let x: Backend.Tensor             // (T, D) residual stream
     let h: Backend.Tensor             // (T, D) normed input of a sub-block
-    let q: Backend.Tensor             // (T, H·Dh)
-    let k: Backend.Tensor             // (T, G·Dh)
-    let v: Backend.Tensor             // (T, G·Dh)
+    let qkv: Backend.Tensor           // (T, (H + 2G)·Dh) joined projection
+    let q: Backend.Tensor             // (T, H·Dh) roped queries
     let attn: Backend.Tensor          // (T, H·Dh)
-    let blockOut: Backend.Tensor      // (T, D) output of attention / FFN before the residual add
-    let gate: Backend.Tensor          // (T, F) dense w1·h, then silu(w1·h)·(w3·h)
-    let up: Backend.Tensor            // (T, F) dense w3·h
+    let blockOut: Backend.Tensor      // (T, D) MoE output before the residual add
+    let gate: Backend.Tensor          // (T, F) dense silu(w1·h)·(w3·h)
     let routerLogits: Backend.Tensor? // (T, E)
     let expertIDs: Backend.Tensor?    // (T, K) i32
     let expertWeights: Backend.Tensor? // (T, K) f32
@@ -50,20 +48,17 @@ struct StepBuffers<Backend: ComputeBackend> {
         logitRows = try backend.makeIndices(t)
         x = try backend.makeActivation([t, c.dim])
         h = try backend.makeActivation([t, c.dim])
+        qkv = try backend.makeActivation([t, (c.nHeads + 2 * c.nKVHeads) * c.headDim])
         q = try backend.makeActivation([t, c.nHeads * c.headDim])
-        k = try backend.makeActivation([t, c.nKVHeads * c.headDim])
-        v = try backend.makeActivation([t, c.nKVHeads * c.headDim])
         attn = try backend.makeActivation([t, c.nHeads * c.headDim])
         blockOut = try backend.makeActivation([t, c.dim])
         if let moe = c.moe {
             gate = try backend.makeActivation([1])
-            up = try backend.makeActivation([1])
             routerLogits = try backend.makeActivation([t, moe.numExperts])
             expertIDs = try backend.makeIndices(t * moe.numExpertsPerTok)
             expertWeights = try backend.makeActivation([t, moe.numExpertsPerTok])
         } else {
             gate = try backend.makeActivation([t, c.hiddenDim])
-            up = try backend.makeActivation([t, c.hiddenDim])
             routerLogits = nil
             expertIDs = nil
             expertWeights = nil

@@ -36,9 +36,14 @@ public protocol LanguageModel: AnyObject, Sendable {
 ///
 /// Per layer, on a packed batch of T tokens:
 /// ```
-/// h = rmsNorm(x) ; q,k,v = h·wqᵀ, h·wkᵀ, h·wvᵀ ; rope(q), rope(k) ; append k,v to the paged pool
+/// h = rmsNorm(x) ; q,k,v = h·[wq;wk;wv]ᵀ ; rope(q), rope(k) ; append k,v to the paged pool
 /// x += attention(q, pool)·woᵀ
 /// h = rmsNorm(x) ; x += FFN(h)     FFN = w2·(silu(w1·h) * w3·h), or the top-k MoE mixture
+/// ```
+/// Weights that multiply the same input are joined by rows at upload (wq/wk/wv, w1/w3) and the
+/// residual adds happen inside the products (`matmulAdd`), so a dense layer is 8 ops:
+/// ```
+/// rmsNorm, matmul(wqkv), ropeAppendKV, attention, matmulAdd(wo), rmsNorm, swiGLUMatmul(w13), matmulAdd(w2)
 /// ```
 /// then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
 public final class Transformer<Backend: ComputeBackend>: LanguageModel, @unchecked Sendable {
@@ -104,46 +109,43 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
             hostPositions: index.positions, hostBlockTables: index.blockTables)
 
         let D = c.dim, H = c.nHeads, G = c.nKVHeads, Dh = c.headDim, F = c.hiddenDim
-        try be.embed(ids: b.tokenIDs, table: weights.tokEmbeddings, out: b.x, rows: T, dim: D)   // x (T, D)
-        for (l, w) in weights.layers.enumerated() {
-            // Attention block.
-            try be.rmsNorm(b.x, weight: w.attentionNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
-            try be.matmul(b.h, weight: w.wq, out: b.q, rows: T, inDim: D, outDim: H * Dh)    // q (T, H·Dh)
-            try be.matmul(b.h, weight: w.wk, out: b.k, rows: T, inDim: D, outDim: G * Dh)    // k (T, G·Dh)
-            try be.matmul(b.h, weight: w.wv, out: b.v, rows: T, inDim: D, outDim: G * Dh)    // v (T, G·Dh)
-            try be.rope(b.q, positions: b.positions, rows: T, heads: H, headDim: Dh, theta: c.ropeTheta)
-            try be.rope(b.k, positions: b.positions, rows: T, heads: G, headDim: Dh, theta: c.ropeTheta)
-            try be.appendKV(k: b.k, v: b.v, kPool: kPools[l], vPool: vPools[l], slots: b.slots,
-                            rows: T, kvHeads: G, headDim: Dh)
-            try be.attention(q: b.q, kPool: kPools[l], vPool: vPools[l], batch: attentionBatch, out: b.attn,
-                             heads: H, kvHeads: G, headDim: Dh, slidingWindow: c.slidingWindow)   // (T, H·Dh)
-            try be.matmul(b.attn, weight: w.wo, out: b.blockOut, rows: T, inDim: H * Dh, outDim: D)
-            try be.add(b.x, b.blockOut, count: T * D)
-
-            // Feed-forward block.
-            try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
-            switch w.ffn {
-            case let .dense(w1, w2, w3):
-                try be.matmul(b.h, weight: w1, out: b.gate, rows: T, inDim: D, outDim: F)     // (T, F)
-                try be.matmul(b.h, weight: w3, out: b.up, rows: T, inDim: D, outDim: F)       // (T, F)
-                try be.swiGLU(gate: b.gate, up: b.up, out: b.gate, count: T * F)
-                try be.matmul(b.gate, weight: w2, out: b.blockOut, rows: T, inDim: F, outDim: D)
-            case let .moe(gate, w1, w2, w3):
-                guard let moe = c.moe, let router = b.routerLogits, let ids = b.expertIDs,
-                      let gw = b.expertWeights else { throw BackendError.unsupported("MoE weights without MoE config") }
-                let E = moe.numExperts, K = moe.numExpertsPerTok
-                try be.matmul(b.h, weight: gate, out: router, rows: T, inDim: D, outDim: E)   // (T, E)
-                // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
-                try be.moeRoute(logits: router, ids: ids, weights: gw, rows: T, experts: E, topK: K)
-                try be.moeExperts(b.h, w1: w1, w2: w2, w3: w3, ids: ids, weights: gw, out: b.blockOut,
-                                  rows: T, dim: D, hidden: F, experts: E, topK: K)
-            }
-            try be.add(b.x, b.blockOut, count: T * D)
-        }
         let R = index.logitRows.count
-        try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
-        try be.rmsNorm(b.gathered, weight: weights.finalNorm, eps: c.normEps, out: b.normed, rows: R, dim: D)
-        try be.matmul(b.normed, weight: weights.output, out: b.logits, rows: R, inDim: D, outDim: c.vocabSize)
+        // Everything below depends only on the step's shape and on device buffers, so a GPU may
+        // record it once per shape and replay it (decode steps repeat the same few shapes).
+        try be.replayable(StepShape(tokens: T, sequences: S, logitRows: R)) {
+            try be.embed(ids: b.tokenIDs, table: weights.tokEmbeddings, out: b.x, rows: T, dim: D)   // x (T, D)
+            for (l, w) in weights.layers.enumerated() {
+                // Attention block.
+                try be.rmsNorm(b.x, weight: w.attentionNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
+                try be.matmul(b.h, weight: w.wqkv, out: b.qkv, rows: T, inDim: D, outDim: (H + 2 * G) * Dh) // (T, H+2G, Dh)
+                try be.ropeAppendKV(qkv: b.qkv, q: b.q, kPool: kPools[l], vPool: vPools[l], positions: b.positions,
+                                    slots: b.slots, rows: T, heads: H, kvHeads: G, headDim: Dh, theta: c.ropeTheta)
+                try be.attention(q: b.q, kPool: kPools[l], vPool: vPools[l], batch: attentionBatch, out: b.attn,
+                                 heads: H, kvHeads: G, headDim: Dh, slidingWindow: c.slidingWindow)   // (T, H·Dh)
+                try be.matmulAdd(b.attn, weight: w.wo, into: b.x, rows: T, inDim: H * Dh, outDim: D)   // x += attn·woᵀ
+
+                // Feed-forward block.
+                try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
+                switch w.ffn {
+                case let .dense(w13, w2):
+                    try be.swiGLUMatmul(b.h, weight: w13, out: b.gate, rows: T, inDim: D, hidden: F)  // (T, F)
+                    try be.matmulAdd(b.gate, weight: w2, into: b.x, rows: T, inDim: F, outDim: D)      // x += ·w2ᵀ
+                case let .moe(gate, w1, w2, w3):
+                    guard let moe = c.moe, let router = b.routerLogits, let ids = b.expertIDs,
+                          let gw = b.expertWeights else { throw BackendError.unsupported("MoE weights without MoE config") }
+                    let E = moe.numExperts, K = moe.numExpertsPerTok
+                    try be.matmul(b.h, weight: gate, out: router, rows: T, inDim: D, outDim: E)   // (T, E)
+                    // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
+                    try be.moeRoute(logits: router, ids: ids, weights: gw, rows: T, experts: E, topK: K)
+                    try be.moeExperts(b.h, w1: w1, w2: w2, w3: w3, ids: ids, weights: gw, out: b.blockOut,
+                                      rows: T, dim: D, hidden: F, experts: E, topK: K)
+                    try be.add(b.x, b.blockOut, count: T * D)
+                }
+            }
+            try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
+            try be.rmsNorm(b.gathered, weight: weights.finalNorm, eps: c.normEps, out: b.normed, rows: R, dim: D)
+            try be.matmul(b.normed, weight: weights.output, out: b.logits, rows: R, inDim: D, outDim: c.vocabSize)
+        }
         let values = try be.readFloats(b.logits, count: R * c.vocabSize)                     // (R, V)
         return Logits(rows: R, vocabularySize: c.vocabSize, values: values)
     }

@@ -9,16 +9,16 @@ public struct TransformerWeights<Backend: ComputeBackend>: @unchecked Sendable {
     // @unchecked: backend tensors are immutable after upload and only read by the forward pass.
     public struct Layer {
         public var attentionNorm: Backend.Tensor   // (D)
-        public var wq: Backend.Tensor              // (H·Dh, D)
-        public var wk: Backend.Tensor              // (G·Dh, D)
-        public var wv: Backend.Tensor              // (G·Dh, D)
+        /// wq (H·Dh, D), wk (G·Dh, D), wv (G·Dh, D) joined by rows: one product per step.
+        public var wqkv: Backend.Tensor            // ((H + 2G)·Dh, D)
         public var wo: Backend.Tensor              // (D, H·Dh)
         public var ffnNorm: Backend.Tensor         // (D)
         public var ffn: FFN
     }
 
     public enum FFN {
-        case dense(w1: Backend.Tensor, w2: Backend.Tensor, w3: Backend.Tensor)  // (F, D), (D, F), (F, D)
+        /// w13 = w1 (F, D) and w3 (F, D) joined by rows, so gate and up come from one product.
+        case dense(w13: Backend.Tensor, w2: Backend.Tensor)  // (2F, D), (D, F)
         case moe(gate: Backend.Tensor, w1: Backend.Tensor, w2: Backend.Tensor, w3: Backend.Tensor)
         // gate (E, D); w1, w3 stacked (E, F, D); w2 stacked (E, D, F)
     }
@@ -47,12 +47,18 @@ public struct TransformerWeights<Backend: ComputeBackend>: @unchecked Sendable {
             progress?(done, total)
             return t
         }
+        func join(_ keys: [WeightKey]) throws -> Backend.Tensor {
+            let t = try backend.upload(concatenatingRows: try keys.map { try source.tensor($0) })
+            done += keys.count
+            progress?(done, total)
+            return t
+        }
         tokEmbeddings = try load(.tokEmbeddings)
         var layers: [Layer] = []
         for l in 0..<c.nLayers {
             let attentionNorm = try load(.attentionNorm(layer: l))
-            let wq = try load(.wq(layer: l)), wk = try load(.wk(layer: l))
-            let wv = try load(.wv(layer: l)), wo = try load(.wo(layer: l))
+            let wqkv = try join([.wq(layer: l), .wk(layer: l), .wv(layer: l)])
+            let wo = try load(.wo(layer: l))
             let ffnNorm = try load(.ffnNorm(layer: l))
             let ffn: FFN
             if let moe = c.moe {
@@ -62,9 +68,9 @@ public struct TransformerWeights<Backend: ComputeBackend>: @unchecked Sendable {
                            w2: try stack(experts.map { .expertW2(layer: l, expert: $0) }),
                            w3: try stack(experts.map { .expertW3(layer: l, expert: $0) }))
             } else {
-                ffn = .dense(w1: try load(.w1(layer: l)), w2: try load(.w2(layer: l)), w3: try load(.w3(layer: l)))
+                ffn = .dense(w13: try join([.w1(layer: l), .w3(layer: l)]), w2: try load(.w2(layer: l)))
             }
-            layers.append(Layer(attentionNorm: attentionNorm, wq: wq, wk: wk, wv: wv, wo: wo, ffnNorm: ffnNorm, ffn: ffn))
+            layers.append(Layer(attentionNorm: attentionNorm, wqkv: wqkv, wo: wo, ffnNorm: ffnNorm, ffn: ffn))
         }
         self.layers = layers
         finalNorm = try load(.finalNorm)

@@ -27,6 +27,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// A logical stack of equally-shaped weights, e.g. E expert matrices (F, D) → (E, F, D). A
     /// backend may keep the parts where they are (CPU) or copy them into one buffer (GPU).
     func upload(stacking parts: [HostTensor]) throws -> Tensor
+    /// Weights that multiply the same input, joined along their output rows: parts (Nᵢ, K) →
+    /// (ΣNᵢ, K), e.g. wq, wk, wv → one (H·Dh + 2·G·Dh, D) projection, or w1, w3 → (2F, D). One
+    /// product then reads them in one pass (one launch instead of three on a GPU). A backend may
+    /// keep the parts where they are (CPU) or copy them into one buffer (GPU).
+    func upload(concatenatingRows parts: [HostTensor]) throws -> Tensor
     /// An uninitialised activation buffer of `shape` in the backend's compute float type.
     func makeActivation(_ shape: [Int]) throws -> Tensor
     /// An uninitialised i32 buffer of `count` elements.
@@ -41,6 +46,14 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func readFloats(_ tensor: Tensor, count: Int) throws -> [Float]
     /// Waits until all queued work is done.
     func synchronize() throws
+    /// Runs `body`, which only queues ops whose sizes are fixed by `shape`, and may replay it.
+    ///
+    /// Why: a decode step is ~10 small launches per layer, and at batch 1 the time between
+    /// launches is a large part of the step. A GPU backend records the ops of a shape once
+    /// (a CUDA graph) and replays the recording for later steps of the same shape, so `body`
+    /// must not depend on anything but `shape` and the contents of device buffers (index
+    /// arrays are written before the call). The CPU backend just runs `body`.
+    func replayable(_ shape: StepShape, _ body: () throws -> Void) throws
 
     // MARK: model ops
 
@@ -60,6 +73,18 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// q (T, H, Dh) already roped; out (T, H, Dh). See `AttentionBatch` for the index layout.
     func attention(q: Tensor, kPool: Tensor, vPool: Tensor, batch: AttentionBatch<Tensor>, out: Tensor,
                    heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws
+    /// out += x · Wᵀ: a product added into the residual stream in place (no separate add).
+    /// x (T, inDim), weight (outDim, inDim), out (T, outDim).
+    func matmulAdd(_ x: Tensor, weight: Tensor, into out: Tensor, rows: Int, inDim: Int, outDim: Int) throws
+    /// out = silu(x · W₁ᵀ) * (x · W₃ᵀ), the gated FFN's first half, with weight = W₁ and W₃
+    /// joined by rows (`upload(concatenatingRows: [w1, w3])`). x (T, inDim), weight (2F, inDim),
+    /// out (T, F).
+    func swiGLUMatmul(_ x: Tensor, weight: Tensor, out: Tensor, rows: Int, inDim: Int, hidden: Int) throws
+    /// From the joined projection qkv (T, H + 2G, Dh) (q heads, then k heads, then v heads):
+    /// q (T, H, Dh) = rope(q part); the pools get rope(k part) and the v part at `slots[t]` (as
+    /// `rope` and `appendKV`). qkv is left as it was.
+    func ropeAppendKV(qkv: Tensor, q: Tensor, kPool: Tensor, vPool: Tensor, positions: Tensor, slots: Tensor,
+                      rows: Int, heads: Int, kvHeads: Int, headDim: Int, theta: Float) throws
     /// out = silu(gate) * up, elementwise over `count` elements.
     func swiGLU(gate: Tensor, up: Tensor, out: Tensor, count: Int) throws
     /// x += y over `count` elements (the residual stream).
@@ -74,6 +99,20 @@ public protocol ComputeBackend: AnyObject, Sendable {
                     out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
     /// out[s] = x[rows[s]] for s < count. x (T, D), rows (S) i32, out (S, D).
     func gatherRows(_ x: Tensor, rows: Tensor, out: Tensor, count: Int, dim: Int) throws
+}
+
+/// What fixes the launches of one forward step: its packed token count, sequence count and
+/// number of rows that produce logits. The key of `ComputeBackend.replayable`.
+public struct StepShape: Hashable, Sendable {
+    public var tokens: Int
+    public var sequences: Int
+    public var logitRows: Int
+
+    public init(tokens: Int, sequences: Int, logitRows: Int) {
+        self.tokens = tokens
+        self.sequences = sequences
+        self.logitRows = logitRows
+    }
 }
 
 /// Index tensors describing one packed batch for attention, uploaded once per engine step.

@@ -114,6 +114,10 @@ do {
             failures += count - passed
             total += count
         }
+        say("\n== decode steps replayed from CUDA graphs vs launched op by op")
+        let graphs = checkStepGraphs(directory: URL(fileURLWithPath: dir), ordinal: ordinal, say: say)
+        failures += graphs.total - graphs.passed
+        total += graphs.total
     }
     if arguments.contains("--real-shapes") {
         say("\n== real-shape layers, seeded random bf16 weights, CUDA vs CPU")

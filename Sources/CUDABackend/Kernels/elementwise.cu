@@ -7,6 +7,16 @@ extern "C" __global__ void swiglu_f32(const float* gate, const float* up, float*
         out[i] = silu(gate[i]) * up[i];
 }
 
+// out[t, n] = silu(both[t, n]) * both[t, F + n]: the gated FFN from a product with [w1; w3].
+// both (T, 2F), out (T, F) f32.
+extern "C" __global__ void swiglu_split_f32(const float* both, float* out, int rows, int hidden) {
+    long long n = (long long)rows * hidden;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        long long t = i / hidden, c = i % hidden;
+        out[i] = silu(both[t * 2 * hidden + c]) * both[t * 2 * hidden + hidden + c];
+    }
+}
+
 // x += y; x, y (n) f32.
 extern "C" __global__ void add_f32(float* x, const float* y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

@@ -4,6 +4,8 @@
 //
 // gemv_bf16_rR: out (R, N) = x (R, K) · W (N, K)ᵀ for R = 1..4 rows; needs K % 8 == 0 and 16-byte
 // aligned rows (the host checks). Grid ceil(N * split / 8) blocks of 256 threads.
+// gemv_add_bf16_rR: out += x · Wᵀ. gemv_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N) =
+// silu(x · w1ᵀ) * (x · w3ᵀ).
 //
 // moe_gemv_*: the same for the MoE experts at small batch (P = T*K ≤ 16 pairs): grid
 // (ceil(rows / 8), E); a block serves expert e's pairs (sorted by moe_sort) for its 8 output rows,
@@ -48,38 +50,67 @@ __device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs,
     row_dot_strided<R>(w, xs, K, threadIdx.x & 31, 32, acc);
 }
 
+// What a GEMV does with each output value s of row n (token r):
+// STORE out[r, n] = s; ACCUMULATE out[r, n] += s (residual add fused into the product, one
+// writer per element so no atomics); SWIGLU: the weight is [w1; w3] (2N, K) and
+// out[r, n] = silu(w1[n]·x[r]) * (w3[n]·x[r]) (the gated FFN's first half in one launch).
+enum GemvMode { STORE = 0, ACCUMULATE = 1, SWIGLU = 2 };
+
 // `split` warps (1, 2, 4 or 8) share a row, so short matrices still put enough loads in flight:
 // a block of 8 warps covers 8 / split rows; partial sums meet in shared memory.
-template <int R>
+template <int R, int MODE>
 __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split) {
-    __shared__ float partial[8][R];
+    constexpr int P = MODE == SWIGLU ? 2 : 1;   // products per output: gate and up for SWIGLU
+    __shared__ float partial[8][P * R];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n = blockIdx.x * (8 / split) + warp / split, part = warp % split;
-    float acc[R];
+    float acc[P * R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+    for (int r = 0; r < P * R; ++r) acc[r] = 0.0f;
     if (n < N) {
         const float* xs[R];
 #pragma unroll
         for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
-        row_dot_strided<R>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, acc);
+        float a[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) a[r] = 0.0f;
+        row_dot_strided<R>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = a[r];
+        if (MODE == SWIGLU) {
+#pragma unroll
+            for (int r = 0; r < R; ++r) a[r] = 0.0f;
+            row_dot_strided<R>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a);
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[(P - 1) * R + r] = a[r];
+        }
     }
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < P * R; ++r) {
         float v = warp_sum(acc[r]);
         if (lane == 0) partial[warp][r] = v;
     }
     __syncthreads();
     if (n < N && part == 0 && lane < R) {
-        float s = 0.0f;
-        for (int i = 0; i < split; ++i) s += partial[warp + i][lane];
-        out[(long long)lane * N + n] = s;
+        float s = 0.0f, u = 0.0f;
+        for (int i = 0; i < split; ++i) {
+            s += partial[warp + i][lane];
+            if (MODE == SWIGLU) u += partial[warp + i][R + lane];
+        }
+        float* o = out + (long long)lane * N + n;
+        if (MODE == STORE) *o = s;
+        else if (MODE == ACCUMULATE) *o += s;
+        else *o = silu(s) * u;
     }
 }
 
 #define GEMV(R) \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
-    { gemv_impl<R>(x, w, out, K, N, split); }
+    { gemv_impl<R, STORE>(x, w, out, K, N, split); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_add_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
+    { gemv_impl<R, ACCUMULATE>(x, w, out, K, N, split); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_swiglu_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
+    { gemv_impl<R, SWIGLU>(x, w, out, K, N, split); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
 // h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k), up to 4
