@@ -89,7 +89,7 @@ let cudaAvailability: CUDAAvailability = {
             let viaRowMacro = symbol.hasPrefix("gemv_bf16_r") && text.contains("gemv_bf16_r##R(")
             // Tensor-core MoE: MOE_MMA_GATE_UP(m32_bf16, …) defines moe_mma_gate_up_m32_bf16.
             let viaMMAMacro = [("moe_mma_gate_up_", "MOE_MMA_GATE_UP("), ("moe_mma_down_", "MOE_MMA_DOWN(")].contains { prefix, macro in
-                symbol.hasPrefix(prefix) && text.contains(macro + symbol.dropFirst(prefix.count) + ",")
+                symbol.hasPrefix(prefix) && text.contains("\(macro)\(symbol.dropFirst(prefix.count)),")
             }
             #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro, "kernel \(symbol) not found in Kernels/*.cu")
         }
