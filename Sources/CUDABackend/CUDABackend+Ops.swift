@@ -276,6 +276,30 @@ extension CUDABackend {
                         .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
             return
         }
+        if w1.dtype == .bf16, matmulPath == .cublasLt, device.computeCapability.major >= 8,
+           dim % MoEMMATile.dimMultiple == 0, hidden % MoEMMATile.hiddenMultiple == 0 {
+            // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
+            let xb = try scratch(.moeInputBF16, bytes: rows * dim * 2)
+            try launch(.convertToBF16, grid: gridFor(rows * dim),
+                       [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * dim))])
+            let small = pairs <= 256
+            let gateUp = small ? MoEMMATile.gateUpSmall : MoEMMATile.gateUpLarge
+            let down = small ? MoEMMATile.downSmall : MoEMMATile.downLarge
+            let gateUpTiles = gateUp.mTiles(pairs: pairs, experts: experts)
+            try launchMMA(gateUp, outDim: hidden,
+                          [.pointer(xb), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                           .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)),
+                           .int32(Int32(experts)), .int32(Int32(gateUpTiles))], mTiles: gateUpTiles)
+            let downTiles = down.mTiles(pairs: pairs, experts: experts)
+            try launchMMA(down, outDim: dim,
+                          [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                           .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts)), .int32(Int32(downTiles))],
+                          mTiles: downTiles)
+            try launch(.moeCombine, grid: gridFor(rows * dim),
+                       [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
+                        .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
+            return
+        }
         let rowTiles = (pairs + 31) / 32
         try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts),
                    [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
@@ -288,6 +312,19 @@ extension CUDABackend {
                     .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])
     }
 
+    /// Launches a tensor-core expert kernel: mTiles · (outDim / tile.n) one-dimensional blocks
+    /// (blocks past the last live (expert, pair tile) exit at once), dynamic shared memory raised
+    /// past the 48 KiB default.
+    private func launchMMA(_ tile: MoEMMATile, outDim: Int, _ arguments: [KernelArgument], mTiles: Int) throws {
+        let f = try kernels.function(tile.kernel)
+        if tile.sharedBytes > 48 * 1024 {
+            try device.api.check(device.api.cuFuncSetAttribute(f, 8, Int32(tile.sharedBytes)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+                                 "cuFuncSetAttribute(\(tile.kernel.symbol), \(tile.sharedBytes) bytes shared)")
+        }
+        try device.launch(f, grid: (mTiles * (outDim / tile.n), 1, 1), block: (tile.threads, 1, 1),
+                          sharedBytes: tile.sharedBytes, stream: stream, arguments: arguments, label: tile.kernel.symbol)
+    }
+
     public func gatherRows(_ x: CUDATensor, rows: CUDATensor, out: CUDATensor, count: Int, dim: Int) throws {
         try require(rows, count, i32Only, "gatherRows rows")
         try require(out, count * dim, f32Only, "gatherRows out")
@@ -296,4 +333,23 @@ extension CUDABackend {
         try launch(.gatherRows, grid: gridFor(count * dim),
                    [.pointer(x.pointer), .pointer(rows.pointer), .pointer(out.pointer), .int32(Int32(count)), .int32(Int32(dim))])
     }
+}
+
+/// The tensor-core MoE kernels' block tiles (must match the MOE_MMA_* lines in moe.cu): `n`
+/// weight rows × `m` pairs per block, shared bytes = stages · (weight rows + m) · (64 + 8) · 2.
+struct MoEMMATile {
+    let kernel: Kernel
+    let n: Int, m: Int, threads: Int, sharedBytes: Int
+
+    /// Upper bound on the (expert, pair tile) count: Σ ceil(count_e / m) ≤ ceil(P / m) + E.
+    func mTiles(pairs: Int, experts: Int) -> Int { (pairs + m - 1) / m + experts }
+
+    static let gateUpSmall = MoEMMATile(kernel: .moeMMAGateUp(32), n: 64, m: 32, threads: 128, sharedBytes: 4 * (128 + 32) * 144)
+    static let gateUpLarge = MoEMMATile(kernel: .moeMMAGateUp(128), n: 64, m: 128, threads: 256, sharedBytes: 3 * (128 + 128) * 144)
+    static let downSmall = MoEMMATile(kernel: .moeMMADown(64), n: 128, m: 64, threads: 256, sharedBytes: 3 * (128 + 64) * 144)
+    static let downLarge = MoEMMATile(kernel: .moeMMADown(128), n: 128, m: 128, threads: 256, sharedBytes: 3 * (128 + 128) * 144)
+    /// D is the down kernels' N (tile 128) and the gate/up K (chunk 64); F the gate/up N (64) and
+    /// the down K (64).
+    static let dimMultiple = 128
+    static let hiddenMultiple = 64
 }

@@ -87,7 +87,9 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         dropGraphs()
     }
 
-    /// Which path `matmul` takes for bf16 weights (f16/f32 weights always take `.simt`).
+    /// Which path `matmul` takes for bf16 weights (f16/f32 weights always take `.simt`). Also picks
+    /// the MoE experts for more than 16 pairs: `.cublasLt` → the tensor-core kernels (moe_mma_*,
+    /// bf16 operands), `.simt` → the SIMT tile kernels (f32 activations).
     public var matmulPath: MatmulPath {
         get { lock.withLock { preferredMatmul } }
         set { lock.withLock { preferredMatmul = (newValue == .cublasLt && blas == nil) ? .simt : newValue } }
@@ -322,7 +324,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
     enum ScratchSlot: Hashable {
-        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, blasWorkspace, attnMax, attnSum, attnAcc, productOut
+        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, blasWorkspace, attnMax, attnSum, attnAcc, productOut
     }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {

@@ -38,13 +38,16 @@ enum Kernel: Hashable, Sendable {
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
     /// products adding into their output (`gemvAdd`) or with the SwiGLU epilogue (`gemvSwiGLU`).
     case gemv(Int), gemvAdd(Int), gemvSwiGLU(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+    /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
+    /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
+    case moeMMAGateUp(Int), moeMMADown(Int)
 
     var file: KernelFile {
         switch self {
         case .swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
         case .rmsNorm: return .rmsnorm
         case .matmul: return .matmul
-        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine: return .moe
+        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge: return .attention
@@ -78,6 +81,8 @@ enum Kernel: Hashable, Sendable {
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
         case .attentionMerge: return "attention_merge"
+        case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
+        case .moeMMADown(let m): return "moe_mma_down_m\(m)_bf16"
         }
     }
 
@@ -86,7 +91,8 @@ enum Kernel: Hashable, Sendable {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
         var list: [Kernel] = [.swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16,
                               .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
-                              .moeGemvGateUp, .moeGemvDown, .attentionMerge]
+                              .moeGemvGateUp, .moeGemvDown, .attentionMerge,
+                              .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128)]
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvSwiGLU(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list

@@ -74,7 +74,7 @@ let cudaAvailability: CUDAAvailability = {
     }
 
     /// Every kernel name the backend launches is declared `extern "C"` in some .cu file, either
-    /// literally or through the weight-type / row-count macros.
+    /// literally or through the weight-type / row-count / MoE-MMA macros.
     @Test func everyLaunchedKernelIsDefinedInTheSources() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../Sources/CUDABackend/Kernels").standardized
@@ -87,7 +87,11 @@ let cudaAvailability: CUDAAvailability = {
             let stem = parts.dropLast().joined(separator: "_")
             let viaWeightMacro = ["bf16", "f16", "f32"].contains(String(parts.last ?? "")) && text.contains("\(stem)_##S(")
             let viaRowMacro = symbol.hasPrefix("gemv_bf16_r") && text.contains("gemv_bf16_r##R(")
-            #expect(direct || viaWeightMacro || viaRowMacro, "kernel \(symbol) not found in Kernels/*.cu")
+            // Tensor-core MoE: MOE_MMA_GATE_UP(m32_bf16, …) defines moe_mma_gate_up_m32_bf16.
+            let viaMMAMacro = [("moe_mma_gate_up_", "MOE_MMA_GATE_UP("), ("moe_mma_down_", "MOE_MMA_DOWN(")].contains { prefix, macro in
+                symbol.hasPrefix(prefix) && text.contains("\(macro)\(symbol.dropFirst(prefix.count)),")
+            }
+            #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro, "kernel \(symbol) not found in Kernels/*.cu")
         }
     }
 }

@@ -141,3 +141,218 @@ extern "C" __global__ void moe_combine(const float* y, const int* ids, const flo
         out[i] = s;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-core experts for bf16 weights (mma.sync m16n8k16 bf16 → f32, inline PTX; sm_80+).
+//
+// Same grouped products as moe_gate_up / moe_down, with bf16 activations: the gate/up kernel
+// reads xb (T, D) bf16 (x narrowed by convert_f32_to_bf16 first, as the cuBLASLt dense path
+// does) and writes h (P, F) as bf16; the down kernel reads that h and writes y (P, D) f32.
+// Narrowing up front lets every operand travel global → shared by cp.async (16 bytes, no
+// registers), which is what keeps enough bytes in flight at decode batch sizes.
+//
+// Tile: TBN weight rows (n) × TBM pairs (m) per block, K in chunks of KC (64), a STAGES-deep
+// cp.async ring in dynamic shared memory. Stage layout: W tile(s) (TBN rows, two for gate/up:
+// w1 then w3), then the TBM gathered activation rows (row = pair / actDiv: the token for gate/up,
+// the pair for down; rows past the expert's count are zero-filled, never read). Shared rows are
+// padded by 8 bf16 (KC 64: 144-byte rows) so the 8 row addresses of each ldmatrix hit distinct
+// banks.
+// Warps form WARPS_N × WARPS_M; each owns WN × WM outputs as (WN/16) × (WM/8) m16n8 tiles, with
+// A = the W rows (row-major, n × k) and B = the activation rows (k contiguous: the "col" operand),
+// so C is (n, pair). Warps (and m8 tiles) wholly past the expert's count skip their MMAs — at
+// decode only ~8–16 pairs per expert are live and the weights stream is all that matters.
+//
+// Grid (1-D, no host sync): block b → m tile b % mTiles, n tile b / mTiles. m tiles are numbered
+// expert by expert (expert e owns ceil(count_e / TBM) of them, found by walking `offsets`), and
+// the host launches mTiles = ceil(P / TBM) + E, an upper bound; blocks past the last tile exit.
+// m varies fastest so the blocks in flight share one n tile of each expert's weights: at prefill
+// (~500 pairs per expert) a weight tile is read from DRAM once and from L2 by the other m tiles.
+// Requires N % TBN == 0 and K % KC == 0 (the host checks).
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+// 16-byte async copy; src_bytes = 0 zero-fills the destination without reading `src`.
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int srcBytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(srcBytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+__device__ __forceinline__ void ldsm_x4(unsigned addr, unsigned (&r)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// c += A(16×16, row) · B(16×8, col), bf16 operands, f32 accumulators.
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// DUAL: gate/up (wa = w1, wb = w3, out = h bf16, silu(g)·u); else down (wa = w2, out = y f32).
+// Weights (E, N, K) bf16; act rows of length K bf16; out (P, N).
+template <bool DUAL, int WARPS_N, int WARPS_M, int WN, int WM, int KC, int STAGES>
+__device__ __forceinline__ void moe_mma_impl(const bf16_t* act, int actDiv, const bf16_t* wa, const bf16_t* wb,
+                                             const int* offsets, const int* sorted, void* out,
+                                             int N, int K, int experts, int mTiles) {
+    constexpr int THREADS = 32 * WARPS_N * WARPS_M;
+    constexpr int TBN = WARPS_N * WN, TBM = WARPS_M * WM;
+    constexpr int FN = WN / 16, FM = WM / 8;
+    constexpr int WROWS = (DUAL ? 2 : 1) * TBN;
+    constexpr int LD = KC + 8, CH = KC / 8;        // padded row (bf16), 16-byte chunks per row
+    constexpr unsigned STAGE_BYTES = (WROWS + TBM) * LD * 2;
+    static_assert(WN % 16 == 0 && WM % 16 == 0, "warp tile: n multiple of 16, m multiple of 16");
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ long long rowOff[TBM];     // element offset of each activation row, -1 past the count
+    __shared__ int rowPair[TBM];
+
+    int mt = blockIdx.x % mTiles;
+    const int nt = blockIdx.x / mTiles;
+    int e = 0, base = 0, count = 0;
+    for (; e < experts; ++e) {
+        base = offsets[e];
+        count = offsets[e + 1] - base;
+        const int tiles = (count + TBM - 1) / TBM;
+        if (mt < tiles) break;
+        mt -= tiles;
+    }
+    if (e == experts) return;
+    const int tid = threadIdx.x, m0 = mt * TBM, rows = min(TBM, count - m0), n0 = nt * TBN;
+    for (int i = tid; i < TBM; i += THREADS) {
+        const int p = i < rows ? sorted[base + m0 + i] : -1;
+        rowPair[i] = p;
+        rowOff[i] = p >= 0 ? (long long)(p / actDiv) * K : -1;
+    }
+    __syncthreads();
+
+    const long long wOff = (long long)e * N * K + (long long)n0 * K;
+    const bf16_t* wA = wa + wOff;
+    const bf16_t* wB = DUAL ? wb + wOff : wa;
+    const unsigned sbase = smem_u32(smem);
+    auto load = [&](int stage, int kt) {
+        const int k0 = kt * KC;
+        const unsigned s = sbase + stage * STAGE_BYTES;
+#pragma unroll
+        for (int c = tid; c < TBN * CH; c += THREADS) {
+            const int r = c / CH, col = (c % CH) * 8;
+            cp_async16(s + (r * LD + col) * 2, wA + (long long)r * K + k0 + col, 16);
+        }
+        if (DUAL) {
+#pragma unroll
+            for (int c = tid; c < TBN * CH; c += THREADS) {
+                const int r = c / CH, col = (c % CH) * 8;
+                cp_async16(s + ((TBN + r) * LD + col) * 2, wB + (long long)r * K + k0 + col, 16);
+            }
+        }
+#pragma unroll
+        for (int c = tid; c < TBM * CH; c += THREADS) {
+            const int r = c / CH, col = (c % CH) * 8;
+            const long long off = rowOff[r];
+            cp_async16(s + ((WROWS + r) * LD + col) * 2, off >= 0 ? act + off + k0 + col : act, off >= 0 ? 16 : 0);
+        }
+    };
+
+    const int warp = tid >> 5, lane = tid & 31, wn = warp / WARPS_M, wm = warp % WARPS_M;
+    const bool warpLive = wm * WM < rows;
+    float acc1[FN][FM][4], acc3[DUAL ? FN : 1][FM][4];
+#pragma unroll
+    for (int i = 0; i < FN; ++i)
+#pragma unroll
+        for (int j = 0; j < FM; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) { acc1[i][j][q] = 0.0f; if (DUAL) acc3[DUAL ? i : 0][j][q] = 0.0f; }
+
+    // ldmatrix lane addresses. A (16×16): lanes 0–15 rows 0–15 at k 0, lanes 16–31 the same rows
+    // at k 8 → a0..a3 in mma order. B (two n8 tiles × k16): lanes 0–7 / 8–15 pairs 0–7 at k 0 / 8,
+    // lanes 16–23 / 24–31 pairs 8–15 at k 0 / 8 → {b0, b1} of tile 0, then of tile 1.
+    const int aRow = lane & 15, aCol = (lane >> 4) * 8;
+    const int bRow = (lane & 7) + ((lane >> 4) << 3), bCol = ((lane >> 3) & 1) * 8;
+    const int kTiles = K / KC;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < kTiles) load(s, s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < kTiles; ++kt) {
+        cp_async_wait<STAGES - 2>();   // chunk kt has landed (this thread's copies) …
+        __syncthreads();               // … everyone's, and chunk kt-1's slot is free
+        if (kt + STAGES - 1 < kTiles) load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+        cp_async_commit();
+        if (!warpLive) continue;
+        const unsigned s = sbase + (kt % STAGES) * STAGE_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < KC; kk += 16) {
+            unsigned a1[FN][4], a3[DUAL ? FN : 1][4], b[FM / 2][4];
+#pragma unroll
+            for (int i = 0; i < FN; ++i) {
+                ldsm_x4(s + ((wn * WN + i * 16 + aRow) * LD + kk + aCol) * 2, a1[i]);
+                if (DUAL) ldsm_x4(s + ((TBN + wn * WN + i * 16 + aRow) * LD + kk + aCol) * 2, a3[DUAL ? i : 0]);
+            }
+#pragma unroll
+            for (int j = 0; j < FM / 2; ++j)
+                if (wm * WM + j * 16 < rows)
+                    ldsm_x4(s + ((WROWS + wm * WM + j * 16 + bRow) * LD + kk + bCol) * 2, b[j]);
+#pragma unroll
+            for (int j = 0; j < FM; ++j) {
+                if (wm * WM + j * 8 >= rows) continue;
+#pragma unroll
+                for (int i = 0; i < FN; ++i) {
+                    mma_bf16_16816(acc1[i][j], a1[i], b[j / 2][(j & 1) * 2], b[j / 2][(j & 1) * 2 + 1]);
+                    if (DUAL) mma_bf16_16816(acc3[DUAL ? i : 0][j], a3[DUAL ? i : 0], b[j / 2][(j & 1) * 2], b[j / 2][(j & 1) * 2 + 1]);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+    if (!warpLive) return;
+
+    // C fragment: c0, c1 = (n g, pairs 2·tig, 2·tig+1); c2, c3 = (n g+8, same pairs).
+    const int g = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int i = 0; i < FN; ++i)
+#pragma unroll
+        for (int j = 0; j < FM; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const int m = wm * WM + j * 8 + 2 * tig + (q & 1);
+                if (m >= rows) continue;
+                const long long idx = (long long)rowPair[m] * N + n0 + wn * WN + i * 16 + g + (q >> 1) * 8;
+                if (DUAL) ((bf16_t*)out)[idx] = f32_to_bf16(silu(acc1[i][j][q]) * acc3[DUAL ? i : 0][j][q]);
+                else ((float*)out)[idx] = acc1[i][j][q];
+            }
+}
+
+// Exported configurations (chosen on an H100 SXM, Mixtral shapes; docs/gpu-notes.md):
+//                          warps   warp tile  block tile (n × m)  K chunk  stages  shared bytes
+//   gate_up_m32_bf16       2 × 2   32 × 16    64 × 32              64       4        92,160
+//   gate_up_m128_bf16      2 × 4   32 × 32    64 × 128             64       3       110,592
+//   down_m64_bf16          4 × 2   32 × 32    128 × 64             64       3        82,944
+//   down_m128_bf16         4 × 2   32 × 64    128 × 128            64       3       110,592
+// The _m32/_m64 ones are for decode-sized batches (≤ 256 pairs: ≲ 32 per expert, the weights
+// stream is the cost and small m tiles waste no shared memory), the _m128 ones for prefill (more
+// reuse of each staged W tile). Arguments: (xb, w1, w3, offsets, sorted, h, dim, hidden, topK,
+// experts, mTiles) and (h, w2, offsets, sorted, y, dim, hidden, experts, mTiles); block size is
+// 32 · warps; launch mTiles · (N / TBN) blocks with the shared bytes above as dynamic memory.
+// mma.sync with bf16 needs sm_80: below that the bodies compile to a trap and the host never
+// launches them (moe.cu must still compile there for the SIMT kernels).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define MOE_MMA_BODY(...) { __VA_ARGS__; }
+#else
+#define MOE_MMA_BODY(...) { asm volatile("trap;"); }
+#endif
+#define MOE_MMA_GATE_UP(NAME, WNS, WMS, WN, WM, KC, ST) \
+    extern "C" __global__ void __launch_bounds__(32 * WNS * WMS) moe_mma_gate_up_##NAME(const bf16_t* xb, \
+        const bf16_t* w1, const bf16_t* w3, const int* offsets, const int* sorted, bf16_t* h, \
+        int dim, int hidden, int topK, int experts, int mTiles) \
+    MOE_MMA_BODY(moe_mma_impl<true, WNS, WMS, WN, WM, KC, ST>(xb, topK, w1, w3, offsets, sorted, h, hidden, dim, experts, mTiles))
+#define MOE_MMA_DOWN(NAME, WNS, WMS, WN, WM, KC, ST) \
+    extern "C" __global__ void __launch_bounds__(32 * WNS * WMS) moe_mma_down_##NAME(const bf16_t* h, \
+        const bf16_t* w2, const int* offsets, const int* sorted, float* y, \
+        int dim, int hidden, int experts, int mTiles) \
+    MOE_MMA_BODY(moe_mma_impl<false, WNS, WMS, WN, WM, KC, ST>(h, 1, w2, nullptr, offsets, sorted, y, dim, hidden, experts, mTiles))
+MOE_MMA_GATE_UP(m32_bf16, 2, 2, 32, 16, 64, 4)
+MOE_MMA_GATE_UP(m128_bf16, 2, 4, 32, 32, 64, 3)
+MOE_MMA_DOWN(m64_bf16, 4, 2, 32, 32, 64, 3)
+MOE_MMA_DOWN(m128_bf16, 4, 2, 32, 64, 64, 3)
