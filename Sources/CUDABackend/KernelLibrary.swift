@@ -37,6 +37,8 @@ enum Kernel: Hashable, Sendable {
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4.
     case gemv(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+    /// Tensor-core prefill attention (attention.cu) for head dim 64 or 128.
+    case attentionPrefill(headDim: Int)
 
     var file: KernelFile {
         switch self {
@@ -46,7 +48,7 @@ enum Kernel: Hashable, Sendable {
         case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine: return .moe
         case .rope: return .rope
         case .appendKV: return .kvcache
-        case .attention, .attentionMerge: return .attention
+        case .attention, .attentionMerge, .attentionPrefill: return .attention
         case .gemv, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
@@ -73,6 +75,7 @@ enum Kernel: Hashable, Sendable {
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
         case .attentionMerge: return "attention_merge"
+        case .attentionPrefill(let headDim): return "attention_prefill_d\(headDim)"
         }
     }
 
@@ -81,7 +84,8 @@ enum Kernel: Hashable, Sendable {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
         var list: [Kernel] = [.swiglu, .add, .gatherRows, .convertToBF16, .convertFromBF16,
                               .rope, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
-                              .gemv(1), .gemv(2), .gemv(3), .gemv(4), .moeGemvGateUp, .moeGemvDown, .attentionMerge]
+                              .gemv(1), .gemv(2), .gemv(3), .gemv(4), .moeGemvGateUp, .moeGemvDown, .attentionMerge,
+                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128)]
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list
     }

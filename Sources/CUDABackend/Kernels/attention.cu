@@ -167,8 +167,9 @@ extern "C" __global__ void attention_merge(const float* pm, const float* pl, con
 // prompt re-reads every earlier key for every query and runs at a few TFLOP/s. Here a block takes
 // BQ = 16·WARPS consecutive query tokens of one sequence for one query head and streams the
 // visible keys through shared memory in tiles of BK = 64, so each K/V row fetched from L2 serves
-// BQ queries, and both products run as mma.sync m16n8k16 bf16 → f32 (sm_80+, full rate on sm_90
-// among the non-wgmma instructions).
+// BQ queries, and both products run as mma.sync m16n8k16 bf16 → f32 (sm_80+; Hopper's wgmma
+// would be faster still, not used here). Q and P are rounded to bf16 for the products (K and V
+// already are): about 2e-3 normalised error against a float64 reference, 6e-3 with peaky scores.
 //
 // Grid (H, tiles): blockIdx.x = query head (the H/G heads of one KV group are neighbours, so
 // their identical K/V reads hit L2 together), blockIdx.y = query tile, numbered so that y = 0 is
@@ -177,7 +178,8 @@ extern "C" __global__ void attention_merge(const float* pm, const float* pl, con
 //
 // Per warp: 16 query rows. Registers hold Q (bf16 A fragments, loaded once), the 16×64 score
 // tile S (f32), the 16×Dh output O (f32) and a running max m and partial sum l per row (online
-// softmax in base 2: scores are scaled by scale·log2 e and exponentiated with ex2.approx).
+// softmax in base 2: m stays in raw score units, scale·log2 e is folded into one FFMA per score
+// before ex2.approx; O is rescaled only when some row's max moved, rare after the first tiles).
 // Fragment layout (PTX ISA, m16n8k16): g = lane>>2, tig = lane&3; A a0 (row g, k 2tig..+1),
 // a1 (row g+8, same k), a2 (row g, k 2tig+8..), a3 (row g+8, k 2tig+8..); B b0 (k 2tig..+1,
 // col g), b1 (k 2tig+8.., col g); C c0,c1 (row g, cols 2tig,+1), c2,c3 (row g+8, same cols).
@@ -250,28 +252,57 @@ template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile(
 
 #define PF_BK 64   // keys per shared-memory tile
 
-// Stages keys j0 .. j0+63 (clamped to kLast) of KV head g into one K and one V buffer.
+// Shared-memory staging of K/V tiles. Thread layout of one tile copy: CH = Dh/8 16-byte chunks
+// per key row; thread tid copies chunk part = tid % CH of keys tid / CH + i·(NT/CH), i < PER, so
+// consecutive lanes read consecutive 16 bytes of one row (full 32-byte sectors) and each thread
+// always copies the same column `part`. The pool slot of a key (block table lookup, an integer
+// division and a dependent global load) is computed once per key, not once per chunk: lane
+// L < KPW of each warp owns key warp·KPL + L % KPL + (L / KPL)·(NT/CH) (exactly the keys its
+// warp copies) and the copying lanes fetch it with a shuffle. The lookup for tile i+2 is issued
+// while tile i is computed, so its latency is hidden (see the main loop).
 template <int DH, int NT>
-__device__ __forceinline__ void prefill_load_tile(unsigned kDst, unsigned vDst, const bf16_t* kPool, const bf16_t* vPool,
-                                                  const int* table, int j0, int kLast, int blockSize,
-                                                  long long rowStride, long long headOffset) {
-#ifdef ATTN_PREFILL_MMA
-    constexpr int CH = DH / 8;                 // 16-byte chunks per row
-    constexpr int PER = PF_BK * CH / NT;       // chunks per thread per tensor
-    static_assert(PF_BK * CH % NT == 0, "tile chunks must divide over the threads");
-#pragma unroll
-    for (int i = 0; i < PER; ++i) {
-        const int c = threadIdx.x + i * NT;
-        const int jj = c / CH, part = c % CH;
-        const int j = min(j0 + jj, kLast);
-        const long long slot = (long long)table[j / blockSize] * blockSize + j % blockSize;
-        const long long off = slot * rowStride + headOffset + part * 8;
-        const unsigned so = (unsigned)((jj * (DH + 8) + part * 8) * 2);
-        cp_async16(kDst + so, kPool + off);
-        cp_async16(vDst + so, vPool + off);
+struct PrefillLoader {
+    static constexpr int CH = DH / 8, KPL = 32 / CH, PER = PF_BK * CH / NT;
+    static constexpr unsigned ROW_BYTES = (DH + 8) * 2, STEP_BYTES = (NT / CH) * ROW_BYTES;
+    static_assert(PF_BK * CH % NT == 0 && NT % CH == 0 && CH <= 32, "tile chunks must divide over the threads");
+    int myKey;              // key offset in the tile whose slot this lane looks up
+    unsigned soBase;        // this thread's first chunk, bytes into a buffer
+    const bf16_t* kSrc;     // pool + head offset + chunk column
+    const bf16_t* vSrc;
+    unsigned rowBytes;      // bytes per pool slot (G·Dh·2)
+    int srcLane;            // lane holding the slot of this thread's key in chunk 0
+
+    __device__ __forceinline__ PrefillLoader(const bf16_t* kPool, const bf16_t* vPool, int kvHead, int kvHeads) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part = lane % CH;
+        myKey = warp * KPL + lane % KPL + (lane / KPL) * (NT / CH);
+        soBase = (unsigned)((warp * KPL + lane / CH) * ROW_BYTES + part * 16);
+        rowBytes = (unsigned)(kvHeads * DH * 2);
+        kSrc = kPool + (long long)kvHead * DH + part * 8;
+        vSrc = vPool + (long long)kvHead * DH + part * 8;
+        srcLane = lane / CH;
     }
+    // Slot of key min(j0 + myKey, kLast) of the sequence whose block table is `table`.
+    __device__ __forceinline__ void lookup(const int* table, int j0, int kLast, int blockSize, int& blk, int& off) const {
+        const int j = min(j0 + myKey, kLast);
+        const int b = j / blockSize;
+        blk = table[b];
+        off = j - b * blockSize;
+    }
+    // Queues the copies of one tile (cp.async) into the buffers at kDst / vDst.
+    __device__ __forceinline__ void issue(unsigned kDst, unsigned vDst, int blk, int off, int blockSize) const {
+#ifdef ATTN_PREFILL_MMA
+        const int slot = blk * blockSize + off;
+#pragma unroll
+        for (int i = 0; i < PER; ++i) {
+            const int si = __shfl_sync(0xffffffffu, slot, i * KPL + srcLane);
+            // One 32×32→64-bit multiply-add per pointer (slot ≥ 0, the product is the byte offset).
+            const unsigned long long e = (unsigned long long)(unsigned)si * rowBytes;
+            cp_async16(kDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(kSrc) + e);
+            cp_async16(vDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(vSrc) + e);
+        }
 #endif
-}
+    }
+};
 
 template <int DH, int WARPS>
 __device__ __forceinline__ void attention_prefill_body(
@@ -342,16 +373,17 @@ __device__ __forceinline__ void attention_prefill_body(
     const int nTiles = (kLast - kFirst) / PF_BK + 1;
 
     const int* table = blockTables + (long long)s * maxBlocks;
-    const long long rowStride = (long long)kvHeads * DH, headOffset = (long long)kvh * DH;
     const unsigned kBase = smem_u32(kBuf), vBase = smem_u32(vBuf);
     constexpr unsigned BUF_BYTES = PF_BK * LD * 2;
+    const PrefillLoader<DH, NT> loader(kPool, vPool, kvh, kvHeads);
 
     float o[NTILES_O][4];
 #pragma unroll
     for (int n = 0; n < NTILES_O; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     const float NEG_INF = __int_as_float(0xff800000);
+    // Running max m (in raw score units) and partial sum l of this thread's two rows.
     float mA = NEG_INF, mB = NEG_INF, lA = 0.0f, lB = 0.0f;
-    const float scaleLog2 = scale * 1.4426950408889634f;
+    const float scaleLog2 = scale * 1.4426950408889634f;   // exp(x·scale) = 2^(x·scale·log2 e)
 
     // ldmatrix lane addresses (bytes within a buffer), see the fragment notes above.
     //   K (non-trans): matrix mi = lane>>3 covers keys (mi>>1)*8.., dims (mi&1)*8.. of a 16×16 block.
@@ -359,16 +391,21 @@ __device__ __forceinline__ void attention_prefill_body(
     const unsigned kLane = (unsigned)((((lane >> 4) << 3) + (lane & 7)) * LD + ((lane >> 3) & 1) * 8) * 2;
     const unsigned vLane = (unsigned)(((((lane >> 3) & 1) << 3) + (lane & 7)) * LD + (lane >> 4) * 8) * 2;
 
-    prefill_load_tile<DH, NT>(kBase, vBase, kPool, vPool, table, kFirst, kLast, blockSize, rowStride, headOffset);
+    // Pipeline: tile 0 is copied before the loop; iteration i queues the copy of tile i+1 (slots
+    // looked up during iteration i-1) and the slot lookup of tile i+2, then computes tile i.
+    int blk, off;
+    loader.lookup(table, kFirst, kLast, blockSize, blk, off);
+    loader.issue(kBase, vBase, blk, off, blockSize);
     cp_async_commit();
+    if (nTiles > 1) loader.lookup(table, kFirst + PF_BK, kLast, blockSize, blk, off);
 
     for (int it = 0; it < nTiles; ++it) {
         const int j0 = kFirst + it * PF_BK;
         if (it + 1 < nTiles) {
             const unsigned nb = ((it + 1) & 1) * BUF_BYTES;
-            prefill_load_tile<DH, NT>(kBase + nb, vBase + nb, kPool, vPool, table, j0 + PF_BK, kLast, blockSize,
-                                      rowStride, headOffset);
+            loader.issue(kBase + nb, vBase + nb, blk, off, blockSize);
             cp_async_commit();
+            if (it + 2 < nTiles) loader.lookup(table, j0 + 2 * PF_BK, kLast, blockSize, blk, off);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -393,19 +430,18 @@ __device__ __forceinline__ void attention_prefill_body(
                     mma_bf16(sc[2 * np + 1], qa[k], b2, b3);
                 }
             }
-            // Scale, mask, row max (a row's 64 scores are spread over the 4 lanes of a quad).
+            // Mask, row max (a row's 64 scores are spread over the 4 lanes of a quad). Scores stay
+            // unscaled here; the scale is folded into the exponent below (scale > 0 keeps the order).
             float mxA = NEG_INF, mxB = NEG_INF;
 #pragma unroll
             for (int n = 0; n < PF_BK / 8; ++n) {
+                if (needMask) {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    float v = sc[n][e] * scaleLog2;
-                    if (needMask) {
+                    for (int e = 0; e < 4; ++e) {
                         const int key = j0 + n * 8 + 2 * tig + (e & 1);
                         const int p = e < 2 ? pA : pB;
-                        if (key > p || (window > 0 && key <= p - window)) v = NEG_INF;
+                        if (key > p || (window > 0 && key <= p - window)) sc[n][e] = NEG_INF;
                     }
-                    sc[n][e] = v;
                 }
                 mxA = fmaxf(mxA, fmaxf(sc[n][0], sc[n][1]));
                 mxB = fmaxf(mxB, fmaxf(sc[n][2], sc[n][3]));
@@ -417,21 +453,25 @@ __device__ __forceinline__ void attention_prefill_body(
             const float newA = fmaxf(mA, mxA), newB = fmaxf(mB, mxB);
             // A row that has seen no key yet keeps m = −inf; subtract 0 then so exp2 gives 0, not NaN.
             const float useA = newA == NEG_INF ? 0.0f : newA, useB = newB == NEG_INF ? 0.0f : newB;
-            const float corrA = fast_exp2(mA - useA), corrB = fast_exp2(mB - useB);
+            const float corrA = fast_exp2((mA - useA) * scaleLog2), corrB = fast_exp2((mB - useB) * scaleLog2);
+            const float biasA = -useA * scaleLog2, biasB = -useB * scaleLog2;
             mA = newA; mB = newB;
             float sumA = 0.0f, sumB = 0.0f;
             unsigned pa[PF_BK / 16][4];
 #pragma unroll
             for (int n = 0; n < PF_BK / 8; ++n) {
-                const float e0 = fast_exp2(sc[n][0] - useA), e1 = fast_exp2(sc[n][1] - useA);
-                const float e2 = fast_exp2(sc[n][2] - useB), e3 = fast_exp2(sc[n][3] - useB);
+                const float e0 = fast_exp2(fmaf(sc[n][0], scaleLog2, biasA)), e1 = fast_exp2(fmaf(sc[n][1], scaleLog2, biasA));
+                const float e2 = fast_exp2(fmaf(sc[n][2], scaleLog2, biasB)), e3 = fast_exp2(fmaf(sc[n][3], scaleLog2, biasB));
                 sumA += e0 + e1; sumB += e2 + e3;
                 pa[n >> 1][(n & 1) * 2 + 0] = pack_bf16x2(e0, e1);
                 pa[n >> 1][(n & 1) * 2 + 1] = pack_bf16x2(e2, e3);
             }
             lA = lA * corrA + sumA; lB = lB * corrB + sumB;
+            // Rescale O only when some row's max moved (after the first tiles it rarely does).
+            if (__any_sync(0xffffffffu, corrA != 1.0f || corrB != 1.0f)) {
 #pragma unroll
-            for (int n = 0; n < NTILES_O; ++n) { o[n][0] *= corrA; o[n][1] *= corrA; o[n][2] *= corrB; o[n][3] *= corrB; }
+                for (int n = 0; n < NTILES_O; ++n) { o[n][0] *= corrA; o[n][1] *= corrA; o[n][2] *= corrB; o[n][3] *= corrB; }
+            }
             // O += P·V over the tile's 4 k-steps of 16 keys.
 #pragma unroll
             for (int k = 0; k < PF_BK / 16; ++k) {
@@ -468,17 +508,19 @@ __device__ __forceinline__ void attention_prefill_body(
 #endif
 }
 
-// Exported as attention_prefill_d<Dh>_w<WARPS>; block = 32·WARPS threads,
-// shared = 4 · 64 · (Dh + 8) · 2 bytes (dynamic), grid (H, Σ_s ceil(n_s / (16·WARPS))).
-#define ATTN_PREFILL(DH, WARPS)                                                                               \
-    extern "C" __global__ void __launch_bounds__(32 * WARPS) attention_prefill_d##DH##_w##WARPS(             \
+// Exported as attention_prefill_d<Dh>: 4 warps (BQ = 64 query rows) per block, block = 128
+// threads, shared = 4 · 64 · (Dh + 8) · 2 bytes (dynamic), grid (H, Σ_s ceil(n_s / 64)).
+// MINB = blocks per SM asked of the register allocator. Measured on an H100 (docs/gpu-notes.md):
+// Dh 128: 2 blocks (217 registers) beat 3 blocks (168 registers: the tighter allocation stalls on
+// ldmatrix → mma dependencies) and 8-warp blocks of 128 rows; Dh 64: 4 blocks (128 registers)
+// beat 2. Both reach 8–16 warps per SM, enough to keep the mma pipe about a third busy.
+#define ATTN_PREFILL(DH, WARPS, MINB)                                                                         \
+    extern "C" __global__ void __launch_bounds__(32 * WARPS, MINB) attention_prefill_d##DH(                 \
         const float* q, const bf16_t* kPool, const bf16_t* vPool, const int* queryStart, const int* positions, \
         const int* blockTables, float* out, int sequences, int heads, int kvHeads, int blockSize,             \
         int maxBlocks, int window, float scale) {                                                             \
         attention_prefill_body<DH, WARPS>(q, kPool, vPool, queryStart, positions, blockTables, out, sequences, \
                                           heads, kvHeads, blockSize, maxBlocks, window, scale);               \
     }
-ATTN_PREFILL(64, 4)
-ATTN_PREFILL(128, 4)
-ATTN_PREFILL(64, 8)
-ATTN_PREFILL(128, 8)
+ATTN_PREFILL(64, 4, 4)
+ATTN_PREFILL(128, 4, 2)
