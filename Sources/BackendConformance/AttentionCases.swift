@@ -3,7 +3,9 @@ import Tensors
 extension BackendConformance {
     /// appendKV then attention on a packed batch with scattered block tables: the worked
     /// example of `AttentionBatch` (new tokens 5, 7, 2 over caches of 0, 3, 10), a decode-like
-    /// batch (one new token per sequence, long caches), a sliding window, and head dims 64/128.
+    /// batch (one new token per sequence, long caches), a sliding window, and head dims 64/128;
+    /// then prefill-sized steps (≥ 64 tokens: long prompt, chunked prefill next to a second prompt,
+    /// sliding window shorter than the chunk, MQA, a prompt packed with decodes).
     mutating func attentionCases() throws -> [ConformanceResult] {
         var results: [ConformanceResult] = []
         let cases: [(name: String, newTokens: [Int], cached: [Int], heads: Int, kvHeads: Int, headDim: Int, window: Int?, blockSize: Int)] = [
@@ -11,6 +13,14 @@ extension BackendConformance {
             ("decode (4 seqs, ctx to 300)", [1, 1, 1, 1], [0, 37, 150, 299], 32, 8, 128, nil, 16),
             ("sliding window 6", [9, 3], [4, 20], 4, 4, 64, 6, 8),
             ("MQA chunked prefill", [40], [25], 6, 1, 64, nil, 16),
+            // ≥ 64 query tokens with multi-token sequences: the CUDA backend's tensor-core prefill
+            // kernel (decodeKernels on), q and p rounded to bf16, hence the bf16 tolerance below.
+            // Lengths not multiples of 64 (partial query and key tiles), B = 16 or 8.
+            ("long prompt 200 from 0", [200], [0], 8, 2, 128, nil, 16),
+            ("chunked prefill + second prompt (96, 40 over 150, 0)", [96, 40], [150, 0], 8, 2, 128, nil, 16),
+            ("prefill sliding window 48 (160 over 70)", [160], [70], 4, 2, 64, 48, 8),
+            ("MQA prefill 130 over 20", [130], [20], 6, 1, 64, nil, 16),
+            ("prefill + decodes (100, 1, 1 over 0, 60, 200)", [100, 1, 1], [0, 60, 200], 8, 8, 128, nil, 16),
         ]
         for c in cases { results += try attentionCase(c.name, newTokens: c.newTokens, cached: c.cached, heads: c.heads,
                                                       kvHeads: c.kvHeads, headDim: c.headDim, window: c.window, blockSize: c.blockSize) }

@@ -154,6 +154,25 @@ extension CUDABackend {
         }
     }
 
+    /// The number of 64-row query tiles (Σ_s ceil(n_s / 64)) when `attention_prefill_d64/d128` should
+    /// run this step, else nil. Rule, from H100 measurements (docs/gpu-notes.md): at least 64 query
+    /// tokens and not a pure decode step (some sequence has ≥ 2 new tokens). With T ≥ 64 the
+    /// tensor-core kernel was never slower than attention_paged, even for mixes of many 1–8 token
+    /// sequences (4–5× faster there, 20–60× on 512–4096-token prompts), and only ~15% faster on pure decode
+    /// batches, which stay on attention_paged and its split-KV path. Needs sm_80+ (mma.sync bf16)
+    /// and head dim 64 or 128 (the two instantiations).
+    func prefillAttentionTiles(batch: AttentionBatch<CUDATensor>, headDim: Int) -> Int? {
+        guard device.computeCapability.major >= 8, headDim == 64 || headDim == 128, batch.tokens >= 64,
+              batch.hostQueryStart.count > batch.sequences else { return nil }
+        var tiles = 0, longest = 0
+        for s in 0..<batch.sequences {
+            let n = Int(batch.hostQueryStart[s + 1] - batch.hostQueryStart[s])
+            tiles += (n + 63) / 64
+            longest = max(longest, n)
+        }
+        return longest >= 2 ? tiles : nil
+    }
+
     public func attention(q: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, batch: AttentionBatch<CUDATensor>,
                           out: CUDATensor, heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws {
         guard kvHeads > 0, heads % kvHeads == 0 else {
@@ -171,6 +190,25 @@ extension CUDABackend {
         try require(batch.positions, t, i32Only, "attention positions")
         try require(batch.blockTables, batch.sequences * batch.maxBlocksPerSequence, i32Only, "attention blockTables")
         guard t > 0, batch.sequences > 0 else { return }
+        if decodeKernels, let tiles = prefillAttentionTiles(batch: batch, headDim: headDim) {
+            // Tensor-core flash-attention kernel: grid (H, query tiles of 64 rows), 4 warps, K/V
+            // tiles of 64 keys double-buffered in shared memory (see attention.cu).
+            let f = try kernels.function(.attentionPrefill(headDim: headDim))
+            let shared = 4 * 64 * (headDim + 8) * 2
+            if shared > 48 * 1024 {
+                try device.api.check(device.api.cuFuncSetAttribute(f, 8, Int32(shared)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+                                     "cuFuncSetAttribute(attention_prefill_d\(headDim), \(shared) bytes shared)")
+            }
+            try device.launch(f, grid: (heads, tiles, 1), block: (128, 1, 1), sharedBytes: shared, stream: stream,
+                              arguments: [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                                          .pointer(batch.queryStart.pointer), .pointer(batch.positions.pointer),
+                                          .pointer(batch.blockTables.pointer), .pointer(out.pointer),
+                                          .int32(Int32(batch.sequences)), .int32(Int32(heads)), .int32(Int32(kvHeads)),
+                                          .int32(Int32(batch.blockSize)), .int32(Int32(batch.maxBlocksPerSequence)),
+                                          .int32(Int32(slidingWindow ?? 0)), .float(1 / Float(headDim).squareRoot())],
+                              label: "attention_prefill_d\(headDim)")
+            return
+        }
         let group = heads / kvHeads
         let tile = headDim <= 128 ? 32 : 16
         // q, acc, K tile (padded rows), V tile, scores, m/l/c, then `tile` 8-byte slots (aligned).

@@ -96,9 +96,10 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     }
 
     /// Whether the small-batch kernels are used: GEMV for matmuls of ≤ 4 rows (bf16 weights),
-    /// GEMV-style MoE experts for ≤ 16 (token, expert) pairs, and split-KV attention when the
-    /// (token, KV head) grid is too small to fill the GPU. Off: the general kernels everywhere
-    /// (the conformance suite runs both ways).
+    /// GEMV-style MoE experts for ≤ 16 (token, expert) pairs, split-KV attention when the
+    /// (token, KV head) grid is too small to fill the GPU, and the tensor-core prefill attention
+    /// for steps of ≥ 64 query tokens (`prefillAttentionTiles`). Off: the general kernels
+    /// everywhere (the conformance suite runs both ways).
     public var decodeKernels: Bool {
         get { lock.withLock { decodeKernelsEnabled } }
         set { lock.withLock { decodeKernelsEnabled = newValue } }

@@ -41,6 +41,8 @@ enum Kernel: Hashable, Sendable {
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
+    /// Tensor-core prefill attention (attention.cu) for head dim 64 or 128.
+    case attentionPrefill(headDim: Int)
 
     var file: KernelFile {
         switch self {
@@ -50,7 +52,7 @@ enum Kernel: Hashable, Sendable {
         case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
-        case .attention, .attentionMerge: return .attention
+        case .attention, .attentionMerge, .attentionPrefill: return .attention
         case .gemv, .gemvAdd, .gemvSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
@@ -83,6 +85,7 @@ enum Kernel: Hashable, Sendable {
         case .attentionMerge: return "attention_merge"
         case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
         case .moeMMADown(let m): return "moe_mma_down_m\(m)_bf16"
+        case .attentionPrefill(let headDim): return "attention_prefill_d\(headDim)"
         }
     }
 
@@ -92,7 +95,8 @@ enum Kernel: Hashable, Sendable {
         var list: [Kernel] = [.swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16,
                               .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
                               .moeGemvGateUp, .moeGemvDown, .attentionMerge,
-                              .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128)]
+                              .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
+                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128)]
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvSwiGLU(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list

@@ -82,16 +82,22 @@ let cudaAvailability: CUDAAvailability = {
         let text = try files.map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
         for symbol in CUDABackend.kernelSymbols {
             let direct = text.contains("void \(symbol)(") || text.contains("void __launch_bounds__(256) \(symbol)(")
-            // Macro-generated: name_##S with S in bf16/f16/f32, or gemv_bf16_r##R with R 1...4.
+            // Macro-generated: name_##S with S in bf16/f16/f32, gemv_bf16_r##R with R 1...4, or
+            // attention_prefill_d##DH.
             let parts = symbol.split(separator: "_")
             let stem = parts.dropLast().joined(separator: "_")
             let viaWeightMacro = ["bf16", "f16", "f32"].contains(String(parts.last ?? "")) && text.contains("\(stem)_##S(")
-            let viaRowMacro = symbol.hasPrefix("gemv_bf16_r") && text.contains("gemv_bf16_r##R(")
+            let viaRowMacro = ["gemv_bf16_r", "gemv_add_bf16_r", "gemv_swiglu_bf16_r"].contains { prefix in
+                symbol.hasPrefix(prefix) && text.contains("\(prefix)##R(")
+            }
             // Tensor-core MoE: MOE_MMA_GATE_UP(m32_bf16, …) defines moe_mma_gate_up_m32_bf16.
             let viaMMAMacro = [("moe_mma_gate_up_", "MOE_MMA_GATE_UP("), ("moe_mma_down_", "MOE_MMA_DOWN(")].contains { prefix, macro in
                 symbol.hasPrefix(prefix) && text.contains("\(macro)\(symbol.dropFirst(prefix.count)),")
             }
-            #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro, "kernel \(symbol) not found in Kernels/*.cu")
+            // attention_prefill_d##DH with DH 64 / 128 (ATTN_PREFILL(DH, ...) instantiations).
+            let viaHeadDimMacro = symbol.hasPrefix("attention_prefill_d") && text.contains("attention_prefill_d##DH(")
+                && text.contains("ATTN_PREFILL(\(symbol.dropFirst("attention_prefill_d".count)),")
+            #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro || viaHeadDimMacro, "kernel \(symbol) not found in Kernels/*.cu")
         }
     }
 }
