@@ -22,7 +22,9 @@ extension CUDABackend {
         try require(out, rows * dim, f32Only, "rmsNorm out")
         try require(weight, dim, weightDTypes, "rmsNorm weight")
         guard rows > 0 else { return }
-        try launch(.rmsNorm(weight.dtype), grid: (rows, 1, 1),
+        // About D/4 threads (one float4 each), a whole number of warps, at most 1024.
+        let threads = min(1024, max(32, ((dim + 3) / 4 + 31) / 32 * 32))
+        try launch(.rmsNorm(weight.dtype), grid: (rows, 1, 1), block: (threads, 1, 1),
                    [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer), .int32(Int32(dim)), .float(eps)])
     }
 

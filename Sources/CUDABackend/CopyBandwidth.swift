@@ -9,6 +9,7 @@ extension CUDABackend {
         let a = try makeActivation([bytes / 4]), b = try makeActivation([bytes / 4])
         let api = device.api
         let start = try device.createEvent(timing: true), stop = try device.createEvent(timing: true)
+        defer { _ = api.cuEventDestroy(start); _ = api.cuEventDestroy(stop) }
         var times: [Double] = []
         for _ in 0..<12 {
             try api.check(api.cuEventRecord(start, nil), "cuEventRecord")
@@ -21,5 +22,44 @@ extension CUDABackend {
         }
         let median = times.dropFirst(2).sorted()[5]
         return 2 * Double(bytes) / median
+    }
+}
+
+extension CUDABackend {
+    /// bf16 × bf16 → f32 matrix-product rate through cuBLASLt on an n×n×n product (median of 10
+    /// after 2 warm-ups), in FLOP/s: the denominator of the prefill ratio, measured in the same
+    /// run as the prefill it judges. Nil without cuBLASLt.
+    public func measureGEMMRate(n: Int = 8192) throws -> Double? {
+        guard let blas else { return nil }
+        let a = try allocate(dtype: .bf16, shape: [n, n]), b = try allocate(dtype: .bf16, shape: [n, n])
+        let c = try allocate(dtype: .f32, shape: [n, n])
+        // Random-looking bf16 bits (power on zeros is lower, so never time zeros): fill a and b
+        // from a f32 buffer of values in (-1, 1).
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let values = (0..<(n * n)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
+        }
+        try write(values, to: c)
+        for t in [a, b] {
+            try launch(.convertToBF16, grid: gridFor(n * n), [.pointer(c.pointer), .pointer(t.pointer), .int64(Int64(n * n))])
+        }
+        let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
+        let api = device.api
+        let start = try device.createEvent(timing: true), stop = try device.createEvent(timing: true)
+        defer { _ = api.cuEventDestroy(start); _ = api.cuEventDestroy(stop) }
+        var times: [Double] = []
+        for _ in 0..<12 {
+            try api.check(api.cuEventRecord(start, stream), "cuEventRecord")
+            try blas.multiply(x: a.pointer, weight: b.pointer, out: c.pointer, rows: n, inDim: n, outDim: n,
+                              workspace: workspace, stream: stream)
+            try api.check(api.cuEventRecord(stop, stream), "cuEventRecord")
+            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
+            var ms: Float = 0
+            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
+            times.append(Double(ms) / 1e3)
+        }
+        let median = times.dropFirst(2).sorted()[5]
+        return 2 * Double(n) * Double(n) * Double(n) / median
     }
 }

@@ -9,6 +9,8 @@ import Tensors
 struct BenchDevice {
     let build: (any WeightSource, ModelOptions) throws -> any LanguageModel
     let measureBandwidth: () throws -> Double
+    /// bf16 matrix-product rate in FLOP/s (nil where there is no tensor-core GEMM to measure).
+    let measureGEMMRate: () throws -> Double?
     let kvBytesPerElement: Int
 
     static func make(_ options: ModelOptions, quiet: Bool) throws -> BenchDevice {
@@ -20,6 +22,7 @@ struct BenchDevice {
                     try ModelRuntime.build(source, backend: backend, options: opts, quiet: quiet, kvElementBytes: 4) { max(1, (4 << 30) / $0) }
                 },
                 measureBandwidth: { try CPUMemoryBandwidth.measure(backend: backend) },
+                measureGEMMRate: { nil },
                 kvBytesPerElement: 4)
         case .cuda(let ordinal):
             let backend = try CUDABackend(ordinal: ordinal)
@@ -30,6 +33,7 @@ struct BenchDevice {
                     }
                 },
                 measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
+                measureGEMMRate: { try backend.measureGEMMRate() },
                 kvBytesPerElement: 2)
         }
     }

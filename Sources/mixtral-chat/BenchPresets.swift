@@ -38,6 +38,19 @@ enum BenchPresets {
 
     static func expertBytes(_ c: ModelConfig) -> Int { 3 * c.dim * c.hiddenDim * 2 }
 
+    /// FLOPs of prefilling one prompt of `tokens` tokens from position 0: 2 per multiply-add of
+    /// every matrix a token passes through (attention projections, the K experts it is routed
+    /// to, the router), causal attention (QKᵀ and PV: 2·H·Dh·(p+1) each for the query at p),
+    /// and the output matrix for the last token only (the only logits a prefill produces).
+    static func prefillFLOPs(_ c: ModelConfig, tokens: Int) -> Double {
+        let t = Double(tokens)
+        let experts = Double(c.moe?.numExpertsPerTok ?? 1)
+        let router = Double((c.moe?.numExperts ?? 0) * c.dim)
+        let perTokenMACs = Double(attentionBytes(c) / 2) + experts * Double(expertBytes(c) / 2) + router
+        let attention = 4 * Double(c.nHeads * c.headDim) * t * (t + 1) / 2
+        return Double(c.nLayers) * (2 * perTokenMACs * t + attention) + 2 * Double(c.vocabSize * c.dim)
+    }
+
     /// Bytes one decode step must read: every attention weight, the experts a batch of `batch`
     /// tokens is expected to touch (random routing: E·(1 − (1 − K/E)^batch) per layer), the
     /// output matrix, the embedding rows, and each sequence's cached K and V.
