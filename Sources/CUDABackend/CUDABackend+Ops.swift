@@ -175,6 +175,59 @@ extension CUDABackend {
         return longest >= 2 ? tiles : nil
     }
 
+    /// Whether every sequence of the step has exactly one query token (T == S, token s = sequence s).
+    func isDecodeBatch(_ batch: AttentionBatch<CUDATensor>) -> Bool {
+        guard batch.tokens == batch.sequences, batch.hostQueryStart.count > batch.sequences else { return false }
+        for s in 0...batch.sequences where batch.hostQueryStart[s] != Int32(s) { return false }
+        return true
+    }
+
+    /// Key splits of attention_decode for `units` = S · G · head chunks blocks per split and at
+    /// most `keys` visible keys per query. One split once the units alone give every SM two blocks
+    /// (a merge costs more than the imbalance); otherwise enough splits for two blocks per SM, or
+    /// more (up to four per SM) so that a split takes at most 512 keys, never under 64 keys a
+    /// split (the kernel's `minShare`). Measured on H200: docs/gpu-notes.md, "Decode attention".
+    func decodeAttentionSplits(units: Int, keys: Int) -> Int {
+        let sms = device.multiprocessors
+        guard units < 2 * sms else { return 1 }
+        let forSMs = (2 * sms + units - 1) / units
+        let forLength = min((keys + 511) / 512, (4 * sms + units - 1) / units)
+        return max(1, min(max(forSMs, forLength), (keys + 63) / 64, 256))
+    }
+
+    /// Flash-decoding attention (attention_decode_d{64,128}_q{1,2,4,8}, see attention.cu): grid
+    /// (S, G · chunks, splits), 4 warps; splits > 1 adds attention_decode_merge. The launch depends
+    /// only on the batch shape and, when recording a replayable step, on the block tables'
+    /// capacity (each split's key range is computed on the device from the positions).
+    func decodeAttention(q: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, batch: AttentionBatch<CUDATensor>,
+                         out: CUDATensor, heads: Int, kvHeads: Int, headDim: Int, window: Int) throws {
+        let s = batch.sequences
+        let group = heads / kvHeads
+        let qm = group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8
+        let chunks = (group + qm - 1) / qm
+        let maxContext = recordingStep ? batch.maxBlocksPerSequence * batch.blockSize
+            : Int(batch.hostContextLens.prefix(s).max() ?? 1)
+        let keys = max(1, window > 0 ? min(maxContext, window) : maxContext)
+        let minShare = 64
+        let splits = decodeAttentionSplits(units: s * kvHeads * chunks, keys: keys)
+        let partials = s * heads * splits
+        let pm = splits > 1 ? try scratch(.attnMax, bytes: partials * 4) : 0
+        let pl = splits > 1 ? try scratch(.attnSum, bytes: partials * 4) : 0
+        let pacc = splits > 1 ? try scratch(.attnAcc, bytes: partials * headDim * 4) : 0
+        try launch(.attentionDecode(headDim: headDim, group: qm), grid: (s, kvHeads * chunks, splits), block: (128, 1, 1),
+                   [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                    .pointer(batch.positions.pointer), .pointer(batch.blockTables.pointer), .pointer(out.pointer),
+                    .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(batch.blockSize)),
+                    .int32(Int32(batch.maxBlocksPerSequence)), .int32(Int32(window)),
+                    .float(1 / Float(headDim).squareRoot()), .int32(Int32(splits)), .int32(Int32(minShare)),
+                    .pointer(pm), .pointer(pl), .pointer(pacc)])
+        if splits > 1 {
+            try launch(.attentionDecodeMerge, grid: (s * heads, 1, 1), block: (256, 1, 1),
+                       [.pointer(pm), .pointer(pl), .pointer(pacc), .pointer(out.pointer),
+                        .int32(Int32(headDim)), .int32(Int32(splits))])
+        }
+    }
+
     public func attention(q: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, batch: AttentionBatch<CUDATensor>,
                           out: CUDATensor, heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws {
         guard kvHeads > 0, heads % kvHeads == 0 else {
@@ -209,6 +262,11 @@ extension CUDABackend {
                                           .int32(Int32(batch.blockSize)), .int32(Int32(batch.maxBlocksPerSequence)),
                                           .int32(Int32(slidingWindow ?? 0)), .float(1 / Float(headDim).squareRoot())],
                               label: "attention_prefill_d\(headDim)")
+            return
+        }
+        if decodeKernels, headDim == 64 || headDim == 128, isDecodeBatch(batch) {
+            try decodeAttention(q: q, kPool: kPool, vPool: vPool, batch: batch, out: out, heads: heads, kvHeads: kvHeads,
+                                headDim: headDim, window: slidingWindow ?? 0)
             return
         }
         let group = heads / kvHeads

@@ -43,6 +43,9 @@ enum Kernel: Hashable, Sendable {
     case moeMMAGateUp(Int), moeMMADown(Int)
     /// Tensor-core prefill attention (attention.cu) for head dim 64 or 128.
     case attentionPrefill(headDim: Int)
+    /// Flash-decoding attention (attention.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
+    /// query heads per block, and the merge of its key splits.
+    case attentionDecode(headDim: Int, group: Int), attentionDecodeMerge
 
     var file: KernelFile {
         switch self {
@@ -52,7 +55,7 @@ enum Kernel: Hashable, Sendable {
         case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
-        case .attention, .attentionMerge, .attentionPrefill: return .attention
+        case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
         case .gemv, .gemvAdd, .gemvSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
@@ -86,6 +89,8 @@ enum Kernel: Hashable, Sendable {
         case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
         case .moeMMADown(let m): return "moe_mma_down_m\(m)_bf16"
         case .attentionPrefill(let headDim): return "attention_prefill_d\(headDim)"
+        case .attentionDecode(let headDim, let group): return "attention_decode_d\(headDim)_q\(group)"
+        case .attentionDecodeMerge: return "attention_decode_merge"
         }
     }
 
@@ -96,7 +101,8 @@ enum Kernel: Hashable, Sendable {
                               .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
                               .moeGemvGateUp, .moeGemvDown, .attentionMerge,
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
-                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128)]
+                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
+        for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvSwiGLU(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list

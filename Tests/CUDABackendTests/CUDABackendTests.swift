@@ -97,7 +97,12 @@ let cudaAvailability: CUDAAvailability = {
             // attention_prefill_d##DH with DH 64 / 128 (ATTN_PREFILL(DH, ...) instantiations).
             let viaHeadDimMacro = symbol.hasPrefix("attention_prefill_d") && text.contains("attention_prefill_d##DH(")
                 && text.contains("ATTN_PREFILL(\(symbol.dropFirst("attention_prefill_d".count)),")
-            #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro || viaHeadDimMacro, "kernel \(symbol) not found in Kernels/*.cu")
+            // attention_decode_d##DH##_q##QM (ATTN_DECODE(DH, QM) instantiations, e.g. d128_q4).
+            let decodeTail = symbol.hasPrefix("attention_decode_d") ? symbol.dropFirst("attention_decode_d".count) : ""
+            let decodeArgs = String(decodeTail).components(separatedBy: "_q")
+            let viaDecodeMacro = decodeArgs.count == 2 && text.contains("attention_decode_d##DH##_q##QM(")
+                && text.contains("ATTN_DECODE(\(decodeArgs[0]), \(decodeArgs[1]))")
+            #expect(direct || viaWeightMacro || viaRowMacro || viaMMAMacro || viaHeadDimMacro || viaDecodeMacro, "kernel \(symbol) not found in Kernels/*.cu")
         }
     }
 }
