@@ -187,7 +187,10 @@ extension BackendConformance {
         // (bf16 operands) runs when its matmul path is cuBLASLt: (50, …) P = 100 (~14 pairs per
         // expert, pair tiles of 32/64), (120, …) P = 240 (counts past one 32-pair tile),
         // (500, …) P = 1000 (tiles of 128, the last one partial). F = 200 takes the SIMT kernels.
-        for (t, d, f, e, k) in [(9, 256, 512, 8, 2), (1, 512, 1024, 8, 2), (8, 1024, 512, 8, 2), (70, 128, 200, 4, 2),
+        // T = 1, 2, 4, 8 (≤ 16 pairs) take the GEMV-style experts; D = 136 leaves a partial
+        // 32-row block of the down kernel; an expert with more than 4 pairs takes two passes.
+        for (t, d, f, e, k) in [(9, 256, 512, 8, 2), (1, 512, 1024, 8, 2), (2, 256, 512, 8, 2), (4, 136, 200, 8, 2),
+                                (8, 1024, 512, 8, 2), (70, 128, 200, 4, 2),
                                 (50, 256, 512, 8, 2), (120, 256, 192, 8, 2), (500, 128, 256, 8, 2)] {
             var ids: [Int32] = []
             var weights: [Float] = []

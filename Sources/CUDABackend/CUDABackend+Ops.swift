@@ -362,13 +362,17 @@ extension CUDABackend {
         try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
                    [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
         if decodeKernels, pairs <= 16, w1.dtype == .bf16, dim % 8 == 0, hidden % 8 == 0 {
-            // Small batch: GEMV-style experts, each expert row read once per step.
-            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, experts, 1),
+            // Small batch: GEMV-style experts, each touched expert row read once per step. Block
+            // row j serves the j-th expert with pairs, so min(E, P) rows cover them all (the grid
+            // depends only on T). Above ~2 pairs per expert (P > 16 at E = 8) the per-pair
+            // activation reads make these L1-bound and the tensor-core kernels win (gpu-notes).
+            let slots = min(experts, pairs)
+            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
                        [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
-            try launch(.moeGemvDown, grid: ((dim + 7) / 8, experts, 1),
+                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
+            try launch(.moeGemvDown, grid: ((dim + 31) / 32, slots, 1),
                        [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                        .int32(Int32(dim)), .int32(Int32(hidden))])
+                        .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))])
             try launch(.moeCombine, grid: gridFor(rows * dim),
                        [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
                         .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts))])

@@ -7,8 +7,8 @@
 // gemv_add_bf16_rR: out += x · Wᵀ. gemv_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N) =
 // silu(x · w1ᵀ) * (x · w3ᵀ).
 //
-// moe_gemv_*: the same for the MoE experts at small batch (P = T*K ≤ 16 pairs): grid
-// (ceil(rows / 8), E); a block serves expert e's pairs (sorted by moe_sort) for its 8 output rows,
+// moe_gemv_*: the same for the MoE experts at small batch (see the section at the end): grid
+// (blocks of rows, min(E, P)); a block serves one touched expert's pairs (sorted by moe_sort) for its rows,
 // so each expert row is read once per step however many of the pairs hit it.
 #include "common.cuh"
 
@@ -113,55 +113,181 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
     { gemv_impl<R, SWIGLU>(x, w, out, K, N, split); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
-// h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k), up to 4
-// pairs per pass. x (T, D); w1, w3 (E, F, D) bf16; h (P, F).
-extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_bf16(
-    const float* x, const bf16_t* w1, const bf16_t* w3, const int* offsets, const int* sorted,
-    float* h, int dim, int hidden, int topK)
-{
-    const int e = blockIdx.y, n = blockIdx.x * 8 + (threadIdx.x >> 5);
-    const int base = offsets[e], count = offsets[e + 1] - base;
-    if (count == 0 || n >= hidden) return;
-    const long long row = ((long long)e * hidden + n) * dim;
-    for (int p0 = 0; p0 < count; p0 += 4) {
-        const int np = min(4, count - p0);
-        const float* xs[4];
-        int pairs[4];
-        for (int i = 0; i < 4; ++i) {
-            pairs[i] = sorted[base + p0 + min(i, np - 1)];
-            xs[i] = x + (long long)(pairs[i] / topK) * dim;
-        }
-        float g[4] = {0, 0, 0, 0}, u[4] = {0, 0, 0, 0};
-        row_dot<4>(w1 + row, xs, dim, g);
-        row_dot<4>(w3 + row, xs, dim, u);
-        for (int i = 0; i < 4; ++i) {
-            float gs = warp_sum(g[i]), us = warp_sum(u[i]);
-            if ((threadIdx.x & 31) == 0 && i < np) h[(long long)pairs[i] * hidden + n] = silu(gs) * us;
+// ---------------------------------------------------------------------------------------------
+// GEMV-style MoE experts for small batches (≤ 16 pairs at Mixtral shapes; the host picks).
+//
+// Grid (ceil(rows / rows per block), min(E, P)): block row j serves the j-th expert that has
+// pairs (in expert order; found from `offsets` by every warp, one ballot per 32 experts), so no
+// block is spent on an untouched expert at batch 1–4 — the launch depends only on T. Each warp
+// streams NR weight rows at once (gate/up: its w1 row and w3 row; down: NR rows of w2), U 16-byte
+// chunks of each in flight per lane, and reads each activation chunk once for all NR rows. The
+// expert's pairs go through in passes of up to 4, each an exact-width instantiation (no padded
+// duplicate pairs); a second pass re-reads the rows from L2, not DRAM.
+// Weight loads bypass L1 (ld.global.nc.L1::no_allocate) so x / h, which every warp of the SM
+// re-reads, stay there: at 1 pair the L1 traffic is the weights plus one activation chunk per
+// NR weight chunks, not four.
+
+// 16-byte streaming weight load (read once: no L1 allocation where the PTX has the qualifier).
+__device__ __forceinline__ uint4 ld_weight16(const uint4* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750 && !defined(MOE_GEMV_LDG)
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+#else
+    return __ldg(p);
+#endif
+}
+
+// acc += Σ_{i<8} w[i] * x[i] for 8 bf16 weights and two float4 of activations.
+__device__ __forceinline__ void fma8(uint4 w, float4 a, float4 b, float& acc) {
+    acc = fmaf(__uint_as_float(w.x << 16), a.x, acc); acc = fmaf(__uint_as_float(w.x & 0xffff0000u), a.y, acc);
+    acc = fmaf(__uint_as_float(w.y << 16), a.z, acc); acc = fmaf(__uint_as_float(w.y & 0xffff0000u), a.w, acc);
+    acc = fmaf(__uint_as_float(w.z << 16), b.x, acc); acc = fmaf(__uint_as_float(w.z & 0xffff0000u), b.y, acc);
+    acc = fmaf(__uint_as_float(w.w << 16), b.z, acc); acc = fmaf(__uint_as_float(w.w & 0xffff0000u), b.w, acc);
+}
+
+// acc[q][r] += ws[q] · xs[r] (per-lane partial sums) for NR weight rows and R activation rows of
+// length K (K % 8 == 0, 16-byte aligned): lane l takes chunks l, l + 32, …, U per row in flight.
+template <int NR, int R, int U>
+__device__ __forceinline__ void rows_dot(const bf16_t* const (&ws)[NR], const float* const (&xs)[R], int K,
+                                         float (&acc)[NR][R]) {
+    const int chunks = K / 8;
+    int c = threadIdx.x & 31;
+    for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
+        uint4 v[U][NR];
+#pragma unroll
+        for (int i = 0; i < U; ++i)
+#pragma unroll
+            for (int q = 0; q < NR; ++q) v[i][q] = ld_weight16(reinterpret_cast<const uint4*>(ws[q]) + c + 32 * i);
+#pragma unroll
+        for (int i = 0; i < U; ++i)
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const float4* x4 = reinterpret_cast<const float4*>(xs[r]) + 2 * (c + 32 * i);
+                const float4 a = __ldg(x4), b = __ldg(x4 + 1);
+#pragma unroll
+                for (int q = 0; q < NR; ++q) fma8(v[i][q], a, b, acc[q][r]);
+            }
+    }
+    for (; c < chunks; c += 32) {
+        uint4 v[NR];
+#pragma unroll
+        for (int q = 0; q < NR; ++q) v[q] = ld_weight16(reinterpret_cast<const uint4*>(ws[q]) + c);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float4* x4 = reinterpret_cast<const float4*>(xs[r]) + 2 * c;
+            const float4 a = __ldg(x4), b = __ldg(x4 + 1);
+#pragma unroll
+            for (int q = 0; q < NR; ++q) fma8(v[q], a, b, acc[q][r]);
         }
     }
 }
 
-// y[p, n] = w2[e, n] · h[p] for expert e's pairs. h (P, F); w2 (E, D, F) bf16; y (P, D).
-extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
-    const float* h, const bf16_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden)
-{
-    const int e = blockIdx.y, n = blockIdx.x * 8 + (threadIdx.x >> 5);
-    const int base = offsets[e], count = offsets[e + 1] - base;
-    if (count == 0 || n >= dim) return;
-    const long long row = ((long long)e * dim + n) * hidden;
-    for (int p0 = 0; p0 < count; p0 += 4) {
-        const int np = min(4, count - p0);
-        const float* xs[4];
-        int pairs[4];
-        for (int i = 0; i < 4; ++i) {
-            pairs[i] = sorted[base + p0 + min(i, np - 1)];
-            xs[i] = h + (long long)pairs[i] * hidden;
+// The j-th expert (in index order) with at least one pair, or -1 when fewer have pairs. Called
+// by whole warps; every lane gets the answer.
+__device__ __forceinline__ int nth_active_expert(const int* offsets, int experts, int j) {
+    const int lane = threadIdx.x & 31;
+    for (int e0 = 0; e0 < experts; e0 += 32) {
+        const int e = e0 + lane;
+        const bool live = e < experts && offsets[e + 1] > offsets[e];
+        const unsigned mask = __ballot_sync(0xffffffffu, live);
+        const int n = __popc(mask);
+        if (j < n) {
+            const bool mine = live && __popc(mask & ((1u << lane) - 1u)) == j;
+            return e0 + __ffs(__ballot_sync(0xffffffffu, mine)) - 1;
         }
-        float acc[4] = {0, 0, 0, 0};
-        row_dot<4>(w2 + row, xs, hidden, acc);
-        for (int i = 0; i < 4; ++i) {
-            float s = warp_sum(acc[i]);
-            if ((threadIdx.x & 31) == 0 && i < np) y[(long long)pairs[i] * dim + n] = s;
+        j -= n;
+    }
+    return -1;
+}
+
+// One pass over R of expert rows' pairs (`pairs` = their slice of `sorted`): out[p, n + q] for
+// q < NR (rows past `rows` not written). SWIGLU_OUT: NR = 2 rows are (w1 n, w3 n) and
+// out[p, n] = silu(g) * u; else out[p, n + q] = the dot of row q. act rows: p / actDiv.
+template <int NR, int R, int U, bool SWIGLU_OUT>
+__device__ __forceinline__ void moe_gemv_pass(const float* act, int actDiv, const bf16_t* const (&ws)[NR],
+                                              const int* pairs, float* out, int K, int N, int n, int rows) {
+    int p[R];
+    const float* xs[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) { p[r] = pairs[r]; xs[r] = act + (long long)(p[r] / actDiv) * K; }
+    float acc[NR][R];
+#pragma unroll
+    for (int q = 0; q < NR; ++q)
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[q][r] = 0.0f;
+    rows_dot<NR, R, U>(ws, xs, K, acc);
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        if (SWIGLU_OUT) {
+            const float g = warp_sum(acc[0][r]), u = warp_sum(acc[NR - 1][r]);
+            if (lane == 0) out[(long long)p[r] * N + n] = silu(g) * u;
+        } else {
+#pragma unroll
+            for (int q = 0; q < NR; ++q) {
+                const float s = warp_sum(acc[q][r]);
+                if (lane == q && n + q < rows) out[(long long)p[r] * N + n + q] = s;
+            }
         }
     }
 }
+
+template <int NR, int U, bool SWIGLU_OUT>
+__device__ __forceinline__ void moe_gemv_passes(const float* act, int actDiv, const bf16_t* const (&ws)[NR],
+                                                const int* pairs, int count, float* out, int K, int N, int n, int rows) {
+    for (int p0 = 0; p0 < count; p0 += 4) {
+        switch (min(4, count - p0)) {
+        case 1: moe_gemv_pass<NR, 1, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
+        case 2: moe_gemv_pass<NR, 2, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
+        case 3: moe_gemv_pass<NR, 3, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
+        default: moe_gemv_pass<NR, 4, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
+        }
+    }
+}
+
+// h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k).
+// x (T, D); w1, w3 (E, F, D) bf16; h (P, F). A warp per n: grid (ceil(F / 8), min(E, P)).
+template <int U>
+__device__ __forceinline__ void moe_gemv_gate_up_impl(const float* x, const bf16_t* w1, const bf16_t* w3,
+                                                      const int* offsets, const int* sorted, float* h,
+                                                      int dim, int hidden, int topK, int experts) {
+    const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (n >= hidden) return;
+    const int e = nth_active_expert(offsets, experts, blockIdx.y);
+    if (e < 0) return;
+    const int base = offsets[e], count = offsets[e + 1] - base;
+    const long long row = ((long long)e * hidden + n) * dim;
+    const bf16_t* const ws[2] = {w1 + row, w3 + row};
+    moe_gemv_passes<2, U, true>(x, topK, ws, sorted + base, count, h, dim, hidden, n, hidden);
+}
+
+// y[p, n] = w2[e, n] · h[p] for expert e's pairs. h (P, F); w2 (E, D, F) bf16; y (P, D).
+// NR rows per warp: grid (ceil(D / (8 NR)), min(E, P)).
+template <int NR, int U>
+__device__ __forceinline__ void moe_gemv_down_impl(const float* h, const bf16_t* w2, const int* offsets, const int* sorted,
+                                                   float* y, int dim, int hidden, int experts) {
+    const int n = (blockIdx.x * 8 + (threadIdx.x >> 5)) * NR;
+    if (n >= dim) return;
+    const int e = nth_active_expert(offsets, experts, blockIdx.y);
+    if (e < 0) return;
+    const int base = offsets[e], count = offsets[e + 1] - base;
+    const bf16_t* ws[NR];
+#pragma unroll
+    for (int q = 0; q < NR; ++q) ws[q] = w2 + ((long long)e * dim + min(n + q, dim - 1)) * hidden;
+    const bf16_t* const (&cws)[NR] = ws;
+    moe_gemv_passes<NR, U, false>(h, 1, cws, sorted + base, count, y, hidden, dim, n, dim);
+}
+
+// Exported (H200, Mixtral shapes, docs/gpu-notes.md): gate/up U = 4 (8 loads of 16 bytes in flight
+// per lane), down NR = 4, U = 4 (16 in flight; 128 registers, no spills). Grids: gate/up
+// (ceil(F / 8), min(E, P)), down (ceil(D / 32), min(E, P)).
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_bf16(
+    const float* x, const bf16_t* w1, const bf16_t* w3, const int* offsets, const int* sorted,
+    float* h, int dim, int hidden, int topK, int experts)
+{ moe_gemv_gate_up_impl<4>(x, w1, w3, offsets, sorted, h, dim, hidden, topK, experts); }
+
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
+    const float* h, const bf16_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts)
+{ moe_gemv_down_impl<4, 4>(h, w2, offsets, sorted, y, dim, hidden, experts); }
