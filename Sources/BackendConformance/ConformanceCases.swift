@@ -72,8 +72,9 @@ extension BackendConformance {
     }
 
     /// The fused products of the forward pass on row-joined weights: q/k/v in one product,
-    /// products added into a residual, and the SwiGLU half of the FFN; decode row counts (GEMV
-    /// kernels) and larger ones (general product), bf16 and f32 weights.
+    /// products added into a residual, and the normed (and gated SwiGLU) products that open the
+    /// sub-blocks; decode row counts (GEMV kernels) and larger ones (general product), bf16 and
+    /// f32 weights.
     mutating func joinedProductCases() throws -> [ConformanceResult] {
         var results: [ConformanceResult] = []
         for (rows, dtype) in [(1, DType.bf16), (3, .bf16), (4, .bf16), (9, .bf16), (70, .bf16), (2, .f32), (33, .f32)] {
@@ -94,13 +95,24 @@ extension BackendConformance {
             results.append(try compare("matmulAdd \(dtype.rawValue) (T \(rows), K \(k), N \(n))", residual,
                                        count: rows * n, tolerance: tol))
 
+            // The products that open a sub-block, with their RMSNorm (plain and gated) — the
+            // residual stream x is scaled up so the norm matters; norm weight bf16 or f32.
             let f = 200
-            let w13 = try joined([rng.floats(f * k, scale: 0.08), rng.floats(f * k, scale: 0.08)], rows: [f, f], k: k, dtype)
-            let gated = try output([rows, f])
-            try test.swiGLUMatmul(x.t, weight: w13.t, out: gated.t, rows: rows, inDim: k, hidden: f)
-            try reference.swiGLUMatmul(x.r, weight: w13.r, out: gated.r, rows: rows, inDim: k, hidden: f)
-            results.append(try compare("swiGLUMatmul \(dtype.rawValue) (T \(rows), K \(k), F \(f))", gated,
-                                       count: rows * f, tolerance: tol))
+            let stream = try activation(rng.floats(rows * k, scale: 5), [rows, k])
+            for normType in [DType.bf16, .f32] {
+                let norm = try weight(rng.floats(k, scale: 2), [k], normType)
+                let normed = try output([rows, n])
+                try test.normedMatmul(stream.t, norm: norm.t, eps: 1e-5, weight: w.t, out: normed.t, rows: rows, inDim: k, outDim: n, gated: false)
+                try reference.normedMatmul(stream.r, norm: norm.r, eps: 1e-5, weight: w.r, out: normed.r, rows: rows, inDim: k, outDim: n, gated: false)
+                results.append(try compare("normedMatmul \(dtype.rawValue), norm \(normType.rawValue) (T \(rows), K \(k), N \(n))", normed,
+                                           count: rows * n, tolerance: tol))
+                let w13 = try joined([rng.floats(f * k, scale: 0.08), rng.floats(f * k, scale: 0.08)], rows: [f, f], k: k, dtype)
+                let gated = try output([rows, f])
+                try test.normedMatmul(stream.t, norm: norm.t, eps: 1e-5, weight: w13.t, out: gated.t, rows: rows, inDim: k, outDim: f, gated: true)
+                try reference.normedMatmul(stream.r, norm: norm.r, eps: 1e-5, weight: w13.r, out: gated.r, rows: rows, inDim: k, outDim: f, gated: true)
+                results.append(try compare("normedMatmul gated \(dtype.rawValue), norm \(normType.rawValue) (T \(rows), K \(k), F \(f))", gated,
+                                           count: rows * f, tolerance: tol))
+            }
         }
         return results
     }

@@ -66,19 +66,51 @@ extension CPUBackend {
         try checkWeight(weight, elements: dim, "rmsNorm weight")
         try check(out, .f32, atLeast: rows * dim, "rmsNorm out")
         guard dim > 0 else { return }
-        locked {
-            func normalise(_ t: Int) {
-                let src = x.floats + t * dim, dst = out.floats + t * dim
-                switch weight.dtype {
-                case .bf16: rmsNormRow(BF16Element.self, src, weight.base, eps, dst, dim)
-                case .f16: rmsNormRow(F16Element.self, src, weight.base, eps, dst, dim)
-                case .f32, .i32: rmsNormRow(F32Element.self, src, weight.base, eps, dst, dim)
-                }
+        locked { normaliseRows(x.floats, weight: weight, eps: eps, out: out.floats, rows: rows, dim: dim) }
+    }
+
+    /// rmsNorm of `rows` rows (the caller holds the op lock).
+    private func normaliseRows(_ x: UnsafeMutablePointer<Float>, weight: CPUTensor, eps: Float,
+                               out: UnsafeMutablePointer<Float>, rows: Int, dim: Int) {
+        func normalise(_ t: Int) {
+            let src = x + t * dim, dst = out + t * dim
+            switch weight.dtype {
+            case .bf16: rmsNormRow(BF16Element.self, src, weight.base, eps, dst, dim)
+            case .f16: rmsNormRow(F16Element.self, src, weight.base, eps, dst, dim)
+            case .f32, .i32: rmsNormRow(F32Element.self, src, weight.base, eps, dst, dim)
             }
-            if rows * dim < 65_536 {
-                for t in 0..<rows { normalise(t) }
-            } else {
-                pool.run(tasks: rows) { t, _ in normalise(t) }
+        }
+        if rows * dim < 65_536 {
+            for t in 0..<rows { normalise(t) }
+        } else {
+            pool.run(tasks: rows) { t, _ in normalise(t) }
+        }
+    }
+
+    public func normedMatmul(_ x: CPUTensor, norm: CPUTensor, eps: Float, weight: CPUTensor, out: CPUTensor,
+                             rows: Int, inDim: Int, outDim: Int, gated: Bool) throws {
+        try check(x, .f32, atLeast: rows * inDim, "normedMatmul x")
+        try checkWeight(norm, elements: inDim, "normedMatmul norm")
+        let weightRows = gated ? 2 * outDim : outDim
+        let blocks = try rowBlocks(weight, outDim: weightRows, inDim: inDim, "normedMatmul weight (\(weightRows), \(inDim))")
+        try check(out, .f32, atLeast: rows * outDim, "normedMatmul out")
+        guard rows > 0, outDim > 0, inDim > 0 else { return }
+        try locked {
+            let h = try scratch.shared[5].reserve(rows * inDim)   // (T, inDim) normed x
+            normaliseRows(x.floats, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
+            guard gated else {
+                product(h, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+                        stride: outDim) { StoreSink(out: $0, stride: $1) }
+                return
+            }
+            let both = try scratch.shared[4].reserve(rows * 2 * outDim)   // (T, 2F): gate | up
+            product(h, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: both,
+                    stride: 2 * outDim) { StoreSink(out: $0, stride: $1) }
+            let o = out.floats
+            parallelRanges(rows) { range in
+                for t in range {
+                    swiGLURange(both + t * 2 * outDim, both + t * 2 * outDim + outDim, o + t * outDim, 0..<outDim)
+                }
             }
         }
     }
@@ -210,24 +242,6 @@ extension CPUBackend {
         locked {
             product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
                     stride: outDim) { AddSink(out: $0, stride: $1) }
-        }
-    }
-
-    public func swiGLUMatmul(_ x: CPUTensor, weight: CPUTensor, out: CPUTensor, rows: Int, inDim: Int, hidden: Int) throws {
-        try check(x, .f32, atLeast: rows * inDim, "swiGLUMatmul x")
-        let blocks = try rowBlocks(weight, outDim: 2 * hidden, inDim: inDim, "swiGLUMatmul weight (2·\(hidden), \(inDim))")
-        try check(out, .f32, atLeast: rows * hidden, "swiGLUMatmul out")
-        guard rows > 0, hidden > 0 else { return }
-        try locked {
-            let both = try scratch.shared[4].reserve(rows * 2 * hidden)   // (T, 2F): gate | up
-            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: both,
-                    stride: 2 * hidden) { StoreSink(out: $0, stride: $1) }
-            let o = out.floats
-            parallelRanges(rows) { range in
-                for t in range {
-                    swiGLURange(both + t * 2 * hidden, both + t * 2 * hidden + hidden, o + t * hidden, 0..<hidden)
-                }
-            }
         }
     }
 

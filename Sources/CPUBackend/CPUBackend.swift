@@ -34,7 +34,7 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public init(threads: Int? = nil) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         pool = ThreadPool(threads: count)
-        scratch = ScratchSpace(threads: count, sharedBuffers: 5)
+        scratch = ScratchSpace(threads: count, sharedBuffers: 6)
         threadBases = scratch.perThread.map { $0.pointer }
         name = "cpu (\(count) thread\(count == 1 ? "" : "s"))"
     }

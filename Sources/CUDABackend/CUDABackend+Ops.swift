@@ -35,6 +35,38 @@ extension CUDABackend {
         try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .store)
     }
 
+    public func normedMatmul(_ x: CUDATensor, norm: CUDATensor, eps: Float, weight: CUDATensor, out: CUDATensor,
+                             rows: Int, inDim: Int, outDim: Int, gated: Bool) throws {
+        let weightRows = gated ? 2 * outDim : outDim
+        try require(x, rows * inDim, f32Only, "normedMatmul x")
+        try require(norm, inDim, weightDTypes, "normedMatmul norm")
+        try require(out, rows * outDim, f32Only, "normedMatmul out")
+        try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
+        guard rows > 0, outDim > 0 else { return }
+        if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
+            let (grid, split) = gemvGrid(outputs: outDim)
+            try launch(gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows), grid: grid,
+                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
+                        .pointer(norm.pointer), .float(eps)])
+            return
+        }
+        // Larger steps: the norm into a scratch activation, then the product.
+        let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
+                           dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
+        try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
+        try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
+    }
+
+    /// Grid and warps per row of a GEMV with `outputs` rows: enough blocks for `gemvBlocksPerSM`
+    /// per SM, short matrices splitting each row over up to 8 warps.
+    private func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
+        var split = 1
+        while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
+        let rowsPerBlock = 8 / split
+        return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), split)
+    }
+
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmulAdd x")
         try require(out, rows * outDim, f32Only, "matmulAdd out")
@@ -42,34 +74,20 @@ extension CUDABackend {
         try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .accumulate)
     }
 
-    public func swiGLUMatmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, hidden: Int) throws {
-        try require(x, rows * inDim, f32Only, "swiGLUMatmul x")
-        try require(out, rows * hidden, f32Only, "swiGLUMatmul out")
-        try require(weight, 2 * hidden * inDim, weightDTypes, "swiGLUMatmul weight (2·\(hidden), \(inDim))")
-        try product(x, weight, out, rows: rows, inDim: inDim, outputs: hidden, .swiGLU)
-    }
-
     /// What a product does with its result (see the GEMV modes in gemv.cu).
     enum ProductMode { case store, accumulate, swiGLU }
 
     /// x (T, K) times the weight into `outputs` columns of out: one GEMV launch for ≤ 4 rows of
-    /// bf16 (any mode); otherwise a general product (cuBLASLt or SIMT) plus, where the mode needs
+    /// bf16 (store or accumulate); otherwise a general product (cuBLASLt or SIMT) plus, where the mode needs
     /// it and the product cannot do it itself, one elementwise pass over a scratch result.
     private func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
                          outputs: Int, _ mode: ProductMode) throws {
         guard rows > 0, outputs > 0 else { return }
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
-        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
-            // Enough blocks for `gemvBlocksPerSM` per SM: short matrices split each row over up to 8 warps.
-            var split = 1
-            while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
-            let rowsPerBlock = 8 / split
-            let kernel: Kernel = switch mode {
-            case .store: .gemv(rows)
-            case .accumulate: .gemvAdd(rows)
-            case .swiGLU: .gemvSwiGLU(rows)
-            }
-            try launch(kernel, grid: ((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
+        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
+            // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
+            let (grid, split) = gemvGrid(outputs: outputs)
+            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
             return

@@ -11,16 +11,19 @@ public final class CUDATensor: @unchecked Sendable {
     public let dtype: DType
     public let shape: [Int]
     let device: CUDADevice
+    /// False for a view of a backend scratch buffer, which the backend frees itself.
+    let ownsMemory: Bool
 
-    init(pointer: CUdeviceptr, byteCount: Int, dtype: DType, shape: [Int], device: CUDADevice) {
+    init(pointer: CUdeviceptr, byteCount: Int, dtype: DType, shape: [Int], device: CUDADevice, ownsMemory: Bool = true) {
         self.pointer = pointer
         self.byteCount = byteCount
         self.dtype = dtype
         self.shape = shape
         self.device = device
+        self.ownsMemory = ownsMemory
     }
 
     public var elementCount: Int { byteCount / dtype.byteSize }
 
-    deinit { device.free(pointer) }
+    deinit { if ownsMemory { device.free(pointer) } }
 }

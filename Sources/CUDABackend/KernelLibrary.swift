@@ -36,8 +36,9 @@ enum Kernel: Hashable, Sendable {
     case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType)
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
-    /// products adding into their output (`gemvAdd`) or with the SwiGLU epilogue (`gemvSwiGLU`).
-    case gemv(Int), gemvAdd(Int), gemvSwiGLU(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+    /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
+    /// (`gemvNorm`, and `gemvNormSwiGLU` with the SwiGLU epilogue).
+    case gemv(Int), gemvAdd(Int), gemvNorm(Int), gemvNormSwiGLU(Int), moeGemvGateUp, moeGemvDown, attentionMerge
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
@@ -56,7 +57,7 @@ enum Kernel: Hashable, Sendable {
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
-        case .gemv, .gemvAdd, .gemvSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
+        case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
 
@@ -82,7 +83,8 @@ enum Kernel: Hashable, Sendable {
         case .moeCombine: return "moe_combine"
         case .gemv(let rows): return "gemv_bf16_r\(rows)"
         case .gemvAdd(let rows): return "gemv_add_bf16_r\(rows)"
-        case .gemvSwiGLU(let rows): return "gemv_swiglu_bf16_r\(rows)"
+        case .gemvNorm(let rows): return "gemv_norm_bf16_r\(rows)"
+        case .gemvNormSwiGLU(let rows): return "gemv_norm_swiglu_bf16_r\(rows)"
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
         case .attentionMerge: return "attention_merge"
@@ -103,7 +105,7 @@ enum Kernel: Hashable, Sendable {
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
-        for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvSwiGLU(r)] }
+        for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list
     }

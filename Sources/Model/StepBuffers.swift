@@ -21,7 +21,7 @@ struct StepBuffers<Backend: ComputeBackend> {
     let logitRows: Backend.Tensor     // (T) i32 rows of x whose logits are wanted
 
     let x: Backend.Tensor             // (T, D) residual stream
-    let h: Backend.Tensor             // (T, D) normed input of a sub-block
+    let h: Backend.Tensor             // (T, D) normed input of the MoE block
     let qkv: Backend.Tensor           // (T, (H + 2G)·Dh) joined projection
     let q: Backend.Tensor             // (T, H·Dh) roped queries
     let attn: Backend.Tensor          // (T, H·Dh)
@@ -31,7 +31,6 @@ struct StepBuffers<Backend: ComputeBackend> {
     let expertIDs: Backend.Tensor?    // (T, K) i32
     let expertWeights: Backend.Tensor? // (T, K) f32
     let gathered: Backend.Tensor      // (T, D) rows that produce logits
-    let normed: Backend.Tensor        // (T, D)
     let logits: Backend.Tensor        // (T, V)
 
     init(backend: Backend, config c: ModelConfig, maxTokens: Int, maxSequences: Int, maxBlocksPerSequence: Int) throws {
@@ -64,7 +63,6 @@ struct StepBuffers<Backend: ComputeBackend> {
             expertWeights = nil
         }
         gathered = try backend.makeActivation([t, c.dim])
-        normed = try backend.makeActivation([t, c.dim])
         logits = try backend.makeActivation([t, c.vocabSize])
     }
 }

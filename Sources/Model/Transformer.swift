@@ -41,9 +41,10 @@ public protocol LanguageModel: AnyObject, Sendable {
 /// h = rmsNorm(x) ; x += FFN(h)     FFN = w2·(silu(w1·h) * w3·h), or the top-k MoE mixture
 /// ```
 /// Weights that multiply the same input are joined by rows at upload (wq/wk/wv, w1/w3) and the
-/// residual adds happen inside the products (`matmulAdd`), so a dense layer is 8 ops:
+/// norms and residual adds happen inside the products (`normedMatmul`, `matmulAdd`), so a dense
+/// layer is 6 ops:
 /// ```
-/// rmsNorm, matmul(wqkv), ropeAppendKV, attention, matmulAdd(wo), rmsNorm, swiGLUMatmul(w13), matmulAdd(w2)
+/// normedMatmul(wqkv), ropeAppendKV, attention, matmulAdd(wo), normedMatmul(w13, gated), matmulAdd(w2)
 /// ```
 /// then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
 public final class Transformer<Backend: ComputeBackend>: LanguageModel, @unchecked Sendable {
@@ -116,8 +117,8 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
             try be.embed(ids: b.tokenIDs, table: weights.tokEmbeddings, out: b.x, rows: T, dim: D)   // x (T, D)
             for (l, w) in weights.layers.enumerated() {
                 // Attention block.
-                try be.rmsNorm(b.x, weight: w.attentionNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
-                try be.matmul(b.h, weight: w.wqkv, out: b.qkv, rows: T, inDim: D, outDim: (H + 2 * G) * Dh) // (T, H+2G, Dh)
+                try be.normedMatmul(b.x, norm: w.attentionNorm, eps: c.normEps, weight: w.wqkv, out: b.qkv,
+                                    rows: T, inDim: D, outDim: (H + 2 * G) * Dh, gated: false)          // (T, H+2G, Dh)
                 try be.ropeAppendKV(qkv: b.qkv, q: b.q, kPool: kPools[l], vPool: vPools[l], positions: b.positions,
                                     slots: b.slots, rows: T, heads: H, kvHeads: G, headDim: Dh, theta: c.ropeTheta)
                 try be.attention(q: b.q, kPool: kPools[l], vPool: vPools[l], batch: attentionBatch, out: b.attn,
@@ -125,12 +126,13 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
                 try be.matmulAdd(b.attn, weight: w.wo, into: b.x, rows: T, inDim: H * Dh, outDim: D)   // x += attn·woᵀ
 
                 // Feed-forward block.
-                try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)
                 switch w.ffn {
                 case let .dense(w13, w2):
-                    try be.swiGLUMatmul(b.h, weight: w13, out: b.gate, rows: T, inDim: D, hidden: F)  // (T, F)
+                    try be.normedMatmul(b.x, norm: w.ffnNorm, eps: c.normEps, weight: w13, out: b.gate,
+                                        rows: T, inDim: D, outDim: F, gated: true)                    // (T, F)
                     try be.matmulAdd(b.gate, weight: w2, into: b.x, rows: T, inDim: F, outDim: D)      // x += ·w2ᵀ
                 case let .moe(gate, w1, w2, w3):
+                    try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)   // (T, D)
                     guard let moe = c.moe, let router = b.routerLogits, let ids = b.expertIDs,
                           let gw = b.expertWeights else { throw BackendError.unsupported("MoE weights without MoE config") }
                     let E = moe.numExperts, K = moe.numExpertsPerTok
@@ -143,8 +145,8 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
                 }
             }
             try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
-            try be.rmsNorm(b.gathered, weight: weights.finalNorm, eps: c.normEps, out: b.normed, rows: R, dim: D)
-            try be.matmul(b.normed, weight: weights.output, out: b.logits, rows: R, inDim: D, outDim: c.vocabSize)
+            try be.normedMatmul(b.gathered, norm: weights.finalNorm, eps: c.normEps, weight: weights.output, out: b.logits,
+                                rows: R, inDim: D, outDim: c.vocabSize, gated: false)                  // (R, V)
         }
         let values = try be.readFloats(b.logits, count: R * c.vocabSize)                     // (R, V)
         return Logits(rows: R, vocabularySize: c.vocabSize, values: values)

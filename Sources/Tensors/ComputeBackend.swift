@@ -73,13 +73,16 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// q (T, H, Dh) already roped; out (T, H, Dh). See `AttentionBatch` for the index layout.
     func attention(q: Tensor, kPool: Tensor, vPool: Tensor, batch: AttentionBatch<Tensor>, out: Tensor,
                    heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws
+    /// The product that opens a sub-block, with its RMSNorm: out = rmsNorm(x; norm, eps) · Wᵀ, or
+    /// with `gated` (weight = [W₁; W₃] joined by rows, (2·outDim, inDim)) out =
+    /// silu(rmsNorm(x)·W₁ᵀ) * (rmsNorm(x)·W₃ᵀ). Why one op: at decode sizes a GPU computes the norm
+    /// inside the product (the split warps of a row see all of x between them), saving a launch
+    /// and the normed activation's round trip. x (T, inDim), norm (inDim), out (T, outDim).
+    func normedMatmul(_ x: Tensor, norm: Tensor, eps: Float, weight: Tensor, out: Tensor,
+                      rows: Int, inDim: Int, outDim: Int, gated: Bool) throws
     /// out += x · Wᵀ: a product added into the residual stream in place (no separate add).
     /// x (T, inDim), weight (outDim, inDim), out (T, outDim).
     func matmulAdd(_ x: Tensor, weight: Tensor, into out: Tensor, rows: Int, inDim: Int, outDim: Int) throws
-    /// out = silu(x · W₁ᵀ) * (x · W₃ᵀ), the gated FFN's first half, with weight = W₁ and W₃
-    /// joined by rows (`upload(concatenatingRows: [w1, w3])`). x (T, inDim), weight (2F, inDim),
-    /// out (T, F).
-    func swiGLUMatmul(_ x: Tensor, weight: Tensor, out: Tensor, rows: Int, inDim: Int, hidden: Int) throws
     /// From the joined projection qkv (T, H + 2G, Dh) (q heads, then k heads, then v heads):
     /// q (T, H, Dh) = rope(q part); the pools get rope(k part) and the v part at `slots[t]` (as
     /// `rope` and `appendKV`). qkv is left as it was.

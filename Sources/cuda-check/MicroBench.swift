@@ -61,10 +61,16 @@ extension Bench {
             }
         }
         let w13 = try w(2 * 14336, 4096)
+        let norm = try backend.upload(HostTensor.owning(rng.floats(4096), shape: [4096], dtype: .bf16))
         for rows in [1, 4] {
-            try time("swiGLUMatmul T=\(rows) 2x14336x4096 (GEMV)", bytes: Double(2 * 14336 * 4096 * 2)) {
-                try backend.swiGLUMatmul(x, weight: w13, out: out, rows: rows, inDim: 4096, hidden: 14336)
+            try time("normedMatmul gated T=\(rows) 2x14336x4096 (GEMV)", bytes: Double(2 * 14336 * 4096 * 2)) {
+                try backend.normedMatmul(x, norm: norm, eps: 1e-5, weight: w13, out: out, rows: rows, inDim: 4096,
+                                         outDim: 14336, gated: true)
             }
+        }
+        let wqkv = try w(6144, 4096)
+        try time("normedMatmul T=1 6144x4096 (GEMV, norm inside)", bytes: Double(6144 * 4096 * 2)) {
+            try backend.normedMatmul(x, norm: norm, eps: 1e-5, weight: wqkv, out: out, rows: 1, inDim: 4096, outDim: 6144, gated: false)
         }
         for (n, k) in [(4096, 4096), (4096, 14336)] {
             let weight = try w(n, k)
@@ -73,7 +79,6 @@ extension Bench {
             }
         }
         try time("add n=1 (launch floor)", bytes: 0) { try backend.add(out, x, count: 1) }
-        let norm = try backend.upload(HostTensor.owning(rng.floats(4096), shape: [4096], dtype: .bf16))
         try time("rmsNorm T=1 D=4096", bytes: 0) { try backend.rmsNorm(x, weight: norm, eps: 1e-5, out: out, rows: 1, dim: 4096) }
         try time("add n=4096", bytes: 0) { try backend.add(x, out, count: 4096) }
         let pos = try backend.makeIndices(1)

@@ -86,7 +86,7 @@ struct ModelRuntime: Sendable {
         let wanted = (options.maxSeqLen * max(1, options.maxBatchSize) + blockSize - 1) / blockSize
         let blocks = min(wanted, try affordableBlocks(bytesPerBlock))
         return try Transformer(backend: backend, weights: weights, config: c,
-                               maxBatchTokens: max(256, options.maxBatchSize), maxBatchSequences: max(1, options.maxBatchSize),
+                               maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
                                maxSequenceLength: options.maxSeqLen, kvBlockCount: blocks, kvBlockSize: blockSize)
     }
 }

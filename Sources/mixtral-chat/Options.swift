@@ -18,6 +18,10 @@ struct ModelOptions: ParsableArguments {
             help: "Most sequences decoded together (default 8; the worker's default is 1, as the seed's).")
     var maxBatchSizeOption: Int?
 
+    @Option(name: [.customLong("max-batch-tokens"), .customLong("max_batch_tokens")],
+            help: "Most tokens in one forward step: prompts longer than this are prefilled in chunks of this size.")
+    var maxBatchTokens: Int = 2048
+
     @Option(name: [.customLong("gpu-id"), .customLong("gpu_id")], help: "GPU index (same as --device cuda:N).")
     var gpuID: Int?
 

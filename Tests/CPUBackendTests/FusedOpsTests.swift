@@ -4,7 +4,7 @@ import Tensors
 import Testing
 
 /// The fused ops of the forward pass (row-joined weights, products added into the residual,
-/// the SwiGLU half of the FFN, rope + KV append) against the Double references.
+/// normed and gated products, rope + KV append) against the Double references.
 @Suite struct FusedOpsTests {
     static let tolerance = 1e-5
 
@@ -38,24 +38,28 @@ import Testing
         }
     }
 
-    @Test func swiGLUMatmulMatchesReference() throws {
+    @Test(arguments: [false, true])
+    func normedMatmulMatchesReference(gated: Bool) throws {
         let cpu = CPUBackend(threads: 2)
         var random = SeededRandom(seed: 32)
-        for (rows, inDim, hidden) in [(1, 64, 40), (6, 129, 17), (65, 32, 24)] {
-            let w1 = TestWeight(&random, shape: [hidden, inDim], dtype: .bf16)
-            let w3 = TestWeight(&random, shape: [hidden, inDim], dtype: .bf16)
-            let xValues = random.floats(rows * inDim)
+        for (rows, inDim, outDim) in [(1, 64, 40), (6, 129, 17), (65, 32, 24)] {
+            let norm = TestWeight(&random, shape: [inDim], dtype: .bf16)
+            let w1 = TestWeight(&random, shape: [outDim, inDim], dtype: .bf16)
+            let w3 = TestWeight(&random, shape: [outDim, inDim], dtype: .bf16)
+            let xValues = random.floats(rows * inDim, scale: 4)
             let x = try cpu.makeActivation([rows, inDim])
             try cpu.write(xValues, to: x)
-            let out = try cpu.makeActivation([rows, hidden])
-            try cpu.swiGLUMatmul(x, weight: try cpu.upload(concatenatingRows: [w1.host, w3.host]), out: out,
-                                 rows: rows, inDim: inDim, hidden: hidden)
-            let xd = xValues.map(Double.init)
-            let g = Reference.matmul(xd, w1.values, rows: rows, inDim: inDim, outDim: hidden)
-            let u = Reference.matmul(xd, w3.values, rows: rows, inDim: inDim, outDim: hidden)
-            let expected = zip(g, u).map { Reference.silu($0) * $1 }
-            let error = normalisedError(try cpu.readFloats(out, count: rows * hidden), expected)
-            #expect(error <= Self.tolerance, "swiGLUMatmul T=\(rows) F=\(hidden): \(error)")
+            let out = try cpu.makeActivation([rows, outDim])
+            let weight = gated ? try cpu.upload(concatenatingRows: [w1.host, w3.host]) : try cpu.upload(w1.host)
+            try cpu.normedMatmul(x, norm: try cpu.upload(norm.host), eps: 1e-5, weight: weight, out: out,
+                                 rows: rows, inDim: inDim, outDim: outDim, gated: gated)
+            let h = Reference.rmsNorm(xValues.map(Double.init), norm.values, eps: 1e-5, rows: rows, dim: inDim)
+            let g = Reference.matmul(h, w1.values, rows: rows, inDim: inDim, outDim: outDim)
+            let expected = gated
+                ? zip(g, Reference.matmul(h, w3.values, rows: rows, inDim: inDim, outDim: outDim)).map { Reference.silu($0) * $1 }
+                : g
+            let error = normalisedError(try cpu.readFloats(out, count: rows * outDim), expected)
+            #expect(error <= Self.tolerance, "normedMatmul gated=\(gated) T=\(rows) N=\(outDim): \(error)")
         }
     }
 

@@ -4,8 +4,9 @@
 //
 // gemv_bf16_rR: out (R, N) = x (R, K) · W (N, K)ᵀ for R = 1..4 rows; needs K % 8 == 0 and 16-byte
 // aligned rows (the host checks). Grid ceil(N * split / 8) blocks of 256 threads.
-// gemv_add_bf16_rR: out += x · Wᵀ. gemv_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N) =
-// silu(x · w1ᵀ) * (x · w3ᵀ).
+// gemv_add_bf16_rR: out += x · Wᵀ. gemv_norm_bf16_rR: out = rmsNorm(x; g, eps) · Wᵀ (g bf16 (K)),
+// the norm computed inside the product. gemv_norm_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N)
+// = silu(rmsNorm(x) · w1ᵀ) * (rmsNorm(x) · w3ᵀ).
 //
 // moe_gemv_*: the same for the MoE experts at small batch (see the section at the end): grid
 // (blocks of rows, min(E, P)); a block serves one touched expert's pairs (sorted by moe_sort) for its rows,
@@ -19,11 +20,28 @@ __device__ __forceinline__ float dot8(const float* f, const float* x, int c) {
     return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
 }
 
+// Σ_{i<8} x[8c + i]² (x f32, 16-byte aligned).
+__device__ __forceinline__ float sq8(const float* x, int c) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float4 a = x4[2 * c], b = x4[2 * c + 1];
+    return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
+}
+
+// f[i] *= g[8c + i]: the RMSNorm weight folded into the weight chunk (g bf16).
+__device__ __forceinline__ void scale8(float* f, const bf16_t* g, int c) {
+    float gf[8];
+    unpack8(__ldg(reinterpret_cast<const uint4*>(g) + c), gf);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] *= gf[i];
+}
+
 // acc[r] += Σ_k x_r[k] * w[k] over chunks first, first + stride, … of one weight row (length K,
 // 16-byte chunks of 8 bf16); four independent loads in flight per lane.
-template <int R>
+// NORM: the products use x ⊙ g (g = RMSNorm weight) and, with SS, ss[r] += Σ x_r[k]² over the
+// same chunks — the caller applies 1/rms at the end, so the normed x is never stored.
+template <int R, bool NORM = false, bool SS = false>
 __device__ __forceinline__ void row_dot_strided(const bf16_t* w, const float* const* xs, int K, int first, int stride,
-                                                float (&acc)[R]) {
+                                                float (&acc)[R], const bf16_t* g = nullptr, float* ss = nullptr) {
     const uint4* w4 = reinterpret_cast<const uint4*>(w);
     const int chunks = K / 8;
     int c = first;
@@ -31,16 +49,25 @@ __device__ __forceinline__ void row_dot_strided(const bf16_t* w, const float* co
         uint4 v0 = __ldg(w4 + c), v1 = __ldg(w4 + c + stride), v2 = __ldg(w4 + c + 2 * stride), v3 = __ldg(w4 + c + 3 * stride);
         float f0[8], f1[8], f2[8], f3[8];
         unpack8(v0, f0); unpack8(v1, f1); unpack8(v2, f2); unpack8(v3, f3);
+        if (NORM) {
+            scale8(f0, g, c); scale8(f1, g, c + stride); scale8(f2, g, c + 2 * stride); scale8(f3, g, c + 3 * stride);
+        }
 #pragma unroll
-        for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r) {
             acc[r] += dot8(f0, xs[r], c) + dot8(f1, xs[r], c + stride) + dot8(f2, xs[r], c + 2 * stride)
                     + dot8(f3, xs[r], c + 3 * stride);
+            if (SS) ss[r] += sq8(xs[r], c) + sq8(xs[r], c + stride) + sq8(xs[r], c + 2 * stride) + sq8(xs[r], c + 3 * stride);
+        }
     }
     for (; c < chunks; c += stride) {
         float f[8];
         unpack8(__ldg(w4 + c), f);
+        if (NORM) scale8(f, g, c);
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r] += dot8(f, xs[r], c);
+        for (int r = 0; r < R; ++r) {
+            acc[r] += dot8(f, xs[r], c);
+            if (SS) ss[r] += sq8(xs[r], c);
+        }
     }
 }
 
@@ -58,44 +85,59 @@ enum GemvMode { STORE = 0, ACCUMULATE = 1, SWIGLU = 2 };
 
 // `split` warps (1, 2, 4 or 8) share a row, so short matrices still put enough loads in flight:
 // a block of 8 warps covers 8 / split rows; partial sums meet in shared memory.
-template <int R, int MODE>
-__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split) {
+// NORM: x is the residual stream and the product is taken with rmsNorm(x; g, eps): the split
+// warps of a row read every chunk of x exactly once between them, so their partial Σx² give the
+// row's mean square without another pass or launch.
+template <int R, int MODE, bool NORM>
+__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split,
+                          const bf16_t* g = nullptr, float eps = 0.0f) {
     constexpr int P = MODE == SWIGLU ? 2 : 1;   // products per output: gate and up for SWIGLU
-    __shared__ float partial[8][P * R];
+    constexpr int S = NORM ? 1 : 0;             // + the sum of squares
+    __shared__ float partial[8][(P + S) * R];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n = blockIdx.x * (8 / split) + warp / split, part = warp % split;
-    float acc[P * R];
+    float acc[(P + S) * R];
 #pragma unroll
-    for (int r = 0; r < P * R; ++r) acc[r] = 0.0f;
+    for (int r = 0; r < (P + S) * R; ++r) acc[r] = 0.0f;
     if (n < N) {
         const float* xs[R];
 #pragma unroll
         for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
-        float a[R];
+        float a[R], ss[R];
 #pragma unroll
-        for (int r = 0; r < R; ++r) a[r] = 0.0f;
-        row_dot_strided<R>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a);
+        for (int r = 0; r < R; ++r) { a[r] = 0.0f; ss[r] = 0.0f; }
+        row_dot_strided<R, NORM, NORM>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a, g, ss);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r] = a[r];
         if (MODE == SWIGLU) {
 #pragma unroll
             for (int r = 0; r < R; ++r) a[r] = 0.0f;
-            row_dot_strided<R>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a);
+            row_dot_strided<R, NORM, false>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a, g);
 #pragma unroll
             for (int r = 0; r < R; ++r) acc[(P - 1) * R + r] = a[r];
         }
+        if (NORM) {
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[P * R + r] = ss[r];
+        }
     }
 #pragma unroll
-    for (int r = 0; r < P * R; ++r) {
+    for (int r = 0; r < (P + S) * R; ++r) {
         float v = warp_sum(acc[r]);
         if (lane == 0) partial[warp][r] = v;
     }
     __syncthreads();
     if (n < N && part == 0 && lane < R) {
-        float s = 0.0f, u = 0.0f;
+        float s = 0.0f, u = 0.0f, sq = 0.0f;
         for (int i = 0; i < split; ++i) {
             s += partial[warp + i][lane];
             if (MODE == SWIGLU) u += partial[warp + i][R + lane];
+            if (NORM) sq += partial[warp + i][P * R + lane];
+        }
+        if (NORM) {
+            const float inv = rsqrtf(sq / (float)K + eps);
+            s *= inv;
+            u *= inv;
         }
         float* o = out + (long long)lane * N + n;
         if (MODE == STORE) *o = s;
@@ -106,11 +148,15 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
 
 #define GEMV(R) \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
-    { gemv_impl<R, STORE>(x, w, out, K, N, split); } \
+    { gemv_impl<R, STORE, false>(x, w, out, K, N, split); } \
     extern "C" __global__ void __launch_bounds__(256) gemv_add_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
-    { gemv_impl<R, ACCUMULATE>(x, w, out, K, N, split); } \
-    extern "C" __global__ void __launch_bounds__(256) gemv_swiglu_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split) \
-    { gemv_impl<R, SWIGLU>(x, w, out, K, N, split); }
+    { gemv_impl<R, ACCUMULATE, false>(x, w, out, K, N, split); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_norm_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, int split, \
+                                                                          const bf16_t* g, float eps) \
+    { gemv_impl<R, STORE, true>(x, w, out, K, N, split, g, eps); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_norm_swiglu_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, \
+                                                                                 int split, const bf16_t* g, float eps) \
+    { gemv_impl<R, SWIGLU, true>(x, w, out, K, N, split, g, eps); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
 // ---------------------------------------------------------------------------------------------
