@@ -83,7 +83,8 @@ struct ModelRuntime: Sendable {
         progress?.finish()
         let blockSize = 16
         let bytesPerBlock = 2 * c.nLayers * c.nKVHeads * c.headDim * kvElementBytes * blockSize
-        let wanted = (options.maxSeqLen * max(1, options.maxBatchSize) + blockSize - 1) / blockSize
+        // Each sequence holds whole blocks: room for every sequence at the full length.
+        let wanted = max(1, options.maxBatchSize) * ((options.maxSeqLen + blockSize - 1) / blockSize)
         let blocks = min(wanted, try affordableBlocks(bytesPerBlock))
         return try Transformer(backend: backend, weights: weights, config: c,
                                maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
