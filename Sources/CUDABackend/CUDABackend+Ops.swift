@@ -45,7 +45,7 @@ extension CUDABackend {
         guard rows > 0, outDim > 0 else { return }
         if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
             let (grid, split) = gemvGrid(outputs: outDim)
-            try launch(gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows), grid: grid,
+            try launch(gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows), grid: grid, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                         .pointer(norm.pointer), .float(eps)])
@@ -87,7 +87,7 @@ extension CUDABackend {
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let (grid, split) = gemvGrid(outputs: outputs)
-            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid,
+            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
             return

@@ -53,6 +53,11 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// `MIXTRAL_GEMV_BLOCKS_PER_SM` overrides it, for tuning runs.
     let gemvBlocksPerSM: Int
 
+    /// Whether GEMVs are launched with programmatic dependent launch (sm_90 and cuLaunchKernelEx):
+    /// each may start while the previous kernel finishes, streaming its first weights into L2
+    /// before it waits (gemv.cu). `MIXTRAL_PDL=0` turns it off.
+    public let programmaticLaunch: Bool
+
     public var name: String { device.name }
 
     /// Why cuBLASLt is not used, when it is not (library missing); nil when it is.
@@ -78,6 +83,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         cublasUnavailableReason = reason
         preferredMatmul = blas == nil ? .simt : .cublasLt
         uploader = try WeightUploader(device: device, computeStream: stream)
+        programmaticLaunch = environment["MIXTRAL_PDL"] != "0" && device.api.cuLaunchKernelEx != nil
+            && (Int(device.arch.dropFirst(3)) ?? 0) >= 90
         gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 8
         graphsEnabled = environment["MIXTRAL_CUDA_GRAPHS"] != "0" && device.api.cuGraphLaunch != nil
             && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
@@ -355,10 +362,10 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     }
 
     func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
-                sharedBytes: Int = 0, _ arguments: [KernelArgument]) throws {
+                sharedBytes: Int = 0, programmatic: Bool = false, _ arguments: [KernelArgument]) throws {
         let f = try kernels.function(kernel)
         try device.launch(f, grid: grid, block: block, sharedBytes: sharedBytes, stream: stream,
-                          arguments: arguments, label: kernel.symbol)
+                          arguments: arguments, label: kernel.symbol, programmatic: programmatic && programmaticLaunch)
     }
 
     /// Blocks for a grid-stride loop over `n` elements.

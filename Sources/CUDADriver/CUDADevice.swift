@@ -134,8 +134,13 @@ public final class CUDADevice: @unchecked Sendable {
     }
 
     /// Launches `function` with `arguments` (each passed by value as the kernel declares it).
+    /// Queues a kernel. `programmatic`: launched with PROGRAMMATIC_STREAM_SERIALIZATION, so it may
+    /// start while the previous kernel on the stream finishes; the kernel must execute
+    /// `griddepcontrol.wait` before it touches anything that kernel writes (sm_90 and
+    /// cuLaunchKernelEx; otherwise an ordinary launch).
     public func launch(_ function: CUhandle, grid: (Int, Int, Int), block: (Int, Int, Int),
-                       sharedBytes: Int = 0, stream: CUhandle?, arguments: [KernelArgument], label: String) throws {
+                       sharedBytes: Int = 0, stream: CUhandle?, arguments: [KernelArgument], label: String,
+                       programmatic: Bool = false) throws {
         let count = arguments.count
         try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: max(count, 1)) { storage in
             try withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max(count, 1)) { pointers in
@@ -151,10 +156,30 @@ public final class CUDADevice: @unchecked Sendable {
                     }
                     pointers[i] = UnsafeMutableRawPointer(slot)
                 }
-                try api.check(api.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                                                 UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                                                 UInt32(sharedBytes), stream, pointers.baseAddress, nil),
-                              "cuLaunchKernel(\(label), grid \(grid), block \(block), smem \(sharedBytes))")
+                if programmatic, let launchEx = api.cuLaunchKernelEx {
+                    // CUlaunchConfig (56 bytes) and one CUlaunchAttribute (72 bytes), laid out as cuda.h:
+                    // 7 × u32 dims/smem, pad, hStream @32, attrs @40, numAttrs @48; attribute id @0,
+                    // value union @8 (programmaticStreamSerializationAllowed: int).
+                    try withUnsafeTemporaryAllocation(byteCount: 56 + 72, alignment: 8) { raw in
+                        let base = raw.baseAddress!
+                        base.initializeMemory(as: UInt8.self, repeating: 0, count: 56 + 72)
+                        let dims = [grid.0, grid.1, grid.2, block.0, block.1, block.2, sharedBytes]
+                        for (i, d) in dims.enumerated() { base.storeBytes(of: UInt32(d), toByteOffset: 4 * i, as: UInt32.self) }
+                        base.storeBytes(of: stream.map { UnsafeRawPointer($0) }, toByteOffset: 32, as: UnsafeRawPointer?.self)
+                        let attribute = base + 56
+                        base.storeBytes(of: UnsafeRawPointer(attribute), toByteOffset: 40, as: UnsafeRawPointer.self)
+                        base.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+                        attribute.storeBytes(of: Int32(6), toByteOffset: 0, as: Int32.self)   // PROGRAMMATIC_STREAM_SERIALIZATION
+                        attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)
+                        try api.check(launchEx(UnsafeRawPointer(base), function, pointers.baseAddress, nil),
+                                      "cuLaunchKernelEx(\(label), grid \(grid), block \(block), smem \(sharedBytes), programmatic)")
+                    }
+                } else {
+                    try api.check(api.cuLaunchKernel(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                                                     UInt32(block.0), UInt32(block.1), UInt32(block.2),
+                                                     UInt32(sharedBytes), stream, pointers.baseAddress, nil),
+                                  "cuLaunchKernel(\(label), grid \(grid), block \(block), smem \(sharedBytes))")
+                }
             }
         }
     }

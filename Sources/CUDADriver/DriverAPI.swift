@@ -46,6 +46,9 @@ public struct DriverAPI: @unchecked Sendable {
     public typealias StreamEndCaptureFn = @convention(c) (CUhandle?, UnsafeMutablePointer<CUhandle?>) -> CUresult
     public typealias GraphInstantiateFn = @convention(c) (UnsafeMutablePointer<CUhandle?>, CUhandle?, UInt64) -> CUresult
     public typealias GraphLaunchFn = @convention(c) (CUhandle?, CUhandle?) -> CUresult
+    /// cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void** params, void** extra).
+    public typealias LaunchKernelExFn = @convention(c) (
+        UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
 
     public let library: DynamicLibrary
     public let cuInit: InitFn
@@ -91,6 +94,8 @@ public struct DriverAPI: @unchecked Sendable {
     public let cuGraphLaunch: GraphLaunchFn?
     public let cuGraphExecDestroy: HandleFn?
     public let cuGraphDestroy: HandleFn?
+    /// Launches with attributes (programmatic dependent launch on sm_90); optional.
+    public let cuLaunchKernelEx: LaunchKernelExFn?
 
     /// Loads libcuda and resolves every symbol; throws `libraryNotFound` on a machine without
     /// the NVIDIA driver.
@@ -146,6 +151,7 @@ public struct DriverAPI: @unchecked Sendable {
         cuGraphLaunch = lib.optionalFunction("cuGraphLaunch", as: GraphLaunchFn.self)
         cuGraphExecDestroy = lib.optionalFunction("cuGraphExecDestroy", as: HandleFn.self)
         cuGraphDestroy = lib.optionalFunction("cuGraphDestroy", as: HandleFn.self)
+        cuLaunchKernelEx = lib.optionalFunction("cuLaunchKernelEx", as: LaunchKernelExFn.self)
     }
 
     /// Throws a `CUDADriverError.driver` naming `function` and the driver's error name unless

@@ -56,7 +56,7 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 do {
     let cuda = try CUDABackend(ordinal: ordinal)
     say("device: \(cuda.name), \(cuda.device.arch), \(cuda.device.multiprocessors) SMs, \(cuda.device.totalMemory >> 20) MiB, driver \(cuda.device.driverVersion)")
-    say("cuBLASLt: \(cuda.cublasUnavailableReason ?? "loaded")")
+    say("cuBLASLt: \(cuda.cublasUnavailableReason ?? "loaded"); programmatic dependent launch of GEMVs: \(cuda.programmaticLaunch ? "on" : "off"); step graphs: \(cuda.stepGraphs ? "on" : "off")")
     let load = try seconds { try cuda.loadKernels() }
     say("kernels: \(cuda.kernelReport) in \(String(format: "%.2f", load)) s")
     if arguments.contains("--kernels-only") { exit(0) }
