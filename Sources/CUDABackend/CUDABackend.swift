@@ -54,8 +54,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     let gemvBlocksPerSM: Int
 
     /// Whether GEMVs are launched with programmatic dependent launch (sm_90 and cuLaunchKernelEx):
-    /// each may start while the previous kernel finishes, streaming its first weights into L2
-    /// before it waits (gemv.cu). `MIXTRAL_PDL=0` turns it off.
+    /// its blocks may be scheduled while the previous kernel finishes and wait on the device
+    /// (gemv.cu), which hides part of the gap between kernels. `MIXTRAL_PDL=0` turns it off.
     public let programmaticLaunch: Bool
 
     public var name: String { device.name }

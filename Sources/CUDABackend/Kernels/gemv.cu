@@ -83,23 +83,13 @@ __device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs,
 // out[r, n] = silu(w1[n]·x[r]) * (w3[n]·x[r]) (the gated FFN's first half in one launch).
 enum GemvMode { STORE = 0, ACCUMULATE = 1, SWIGLU = 2 };
 
-// Launched with programmatic dependent launch (sm_90), a GEMV may start while the previous
-// kernel is finishing. The weights do not depend on that kernel, so each warp first pulls the
-// start of its share of the row(s) into L2, then waits for the previous kernel (griddepcontrol.wait:
-// its writes are visible after it) before reading x or touching out, and lets the next kernel
-// begin launching. Launched the ordinary way, the wait returns at once.
-__device__ __forceinline__ void gemv_prologue(const bf16_t* w, int K, int N, int n, int part, int split, int lane, int rows) {
+// Launched with programmatic dependent launch (sm_90), a GEMV's blocks may be scheduled while
+// the previous kernel is finishing; each waits for that kernel (griddepcontrol.wait: its writes
+// are visible after it) before reading x or touching out, then lets the next kernel begin
+// launching. Launched the ordinary way, the wait returns at once. (Prefetching the weight rows
+// into L2 before the wait was tried and measured slower: 4 × 32 lines per warp overfill the L2.)
+__device__ __forceinline__ void gemv_prologue() {
 #if __CUDA_ARCH__ >= 900
-    if (n < N) {
-        const int lines = K * 2 / 128;   // 128-byte lines per weight row
-        for (int r = 0; r < rows; ++r) {
-            const char* row = reinterpret_cast<const char*>(w + (long long)(n + r * N) * K);
-            for (int j = 0; j < 4; ++j) {
-                const int line = part * 32 + lane + j * 32 * split;
-                if (line < lines) asm volatile("prefetch.global.L2 [%0];" :: "l"(row + 128LL * line));
-            }
-        }
-    }
     asm volatile("griddepcontrol.wait;" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
@@ -121,7 +111,7 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
     float acc[(P + S) * R];
 #pragma unroll
     for (int r = 0; r < (P + S) * R; ++r) acc[r] = 0.0f;
-    gemv_prologue(w, K, N, n, part, split, lane, P);
+    gemv_prologue();
     if (n < N) {
         const float* xs[R];
 #pragma unroll
