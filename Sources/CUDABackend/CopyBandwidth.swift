@@ -1,26 +1,34 @@
 import CUDADriver
 
 extension CUDABackend {
+    /// Device time of `body`'s work on `stream` by events around it: 12 runs, the median of the
+    /// last 10 (the first two warm up).
+    private func medianSeconds(stream: CUhandle?, _ body: () throws -> Void) throws -> Double {
+        let api = device.api
+        let start = try device.createEvent(timing: true), stop = try device.createEvent(timing: true)
+        defer { _ = api.cuEventDestroy(start); _ = api.cuEventDestroy(stop) }
+        var times: [Double] = []
+        for _ in 0..<12 {
+            try api.check(api.cuEventRecord(start, stream), "cuEventRecord")
+            try body()
+            try api.check(api.cuEventRecord(stop, stream), "cuEventRecord")
+            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
+            var ms: Float = 0
+            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
+            times.append(Double(ms) / 1e3)
+        }
+        return times.dropFirst(2).sorted()[5]
+    }
+
     /// Bytes read + written per second by a 1 GiB device-to-device copy (median of 10 after 2
     /// warm-up copies), in B/s: the denominator of every decode roofline ratio, measured in the
     /// same run as the thing it judges.
     public func measureCopyBandwidth() throws -> Double {
         let bytes = 1 << 30
         let a = try makeActivation([bytes / 4]), b = try makeActivation([bytes / 4])
-        let api = device.api
-        let start = try device.createEvent(timing: true), stop = try device.createEvent(timing: true)
-        defer { _ = api.cuEventDestroy(start); _ = api.cuEventDestroy(stop) }
-        var times: [Double] = []
-        for _ in 0..<12 {
-            try api.check(api.cuEventRecord(start, nil), "cuEventRecord")
-            try api.check(api.cuMemcpyDtoDAsync(b.pointer, a.pointer, bytes, nil), "cuMemcpyDtoDAsync_v2")
-            try api.check(api.cuEventRecord(stop, nil), "cuEventRecord")
-            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
-            var ms: Float = 0
-            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
-            times.append(Double(ms) / 1e3)
+        let median = try medianSeconds(stream: nil) {
+            try device.api.check(device.api.cuMemcpyDtoDAsync(b.pointer, a.pointer, bytes, nil), "cuMemcpyDtoDAsync_v2")
         }
-        let median = times.dropFirst(2).sorted()[5]
         return 2 * Double(bytes) / median
     }
 }
@@ -45,21 +53,10 @@ extension CUDABackend {
             try launch(.convertToBF16, grid: gridFor(n * n), [.pointer(c.pointer), .pointer(t.pointer), .int64(Int64(n * n))])
         }
         let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
-        let api = device.api
-        let start = try device.createEvent(timing: true), stop = try device.createEvent(timing: true)
-        defer { _ = api.cuEventDestroy(start); _ = api.cuEventDestroy(stop) }
-        var times: [Double] = []
-        for _ in 0..<12 {
-            try api.check(api.cuEventRecord(start, stream), "cuEventRecord")
+        let median = try medianSeconds(stream: stream) {
             try blas.multiply(x: a.pointer, weight: b.pointer, out: c.pointer, rows: n, inDim: n, outDim: n,
                               workspace: workspace, stream: stream)
-            try api.check(api.cuEventRecord(stop, stream), "cuEventRecord")
-            try api.check(api.cuEventSynchronize(stop), "cuEventSynchronize")
-            var ms: Float = 0
-            try api.check(api.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
-            times.append(Double(ms) / 1e3)
         }
-        let median = times.dropFirst(2).sorted()[5]
         return 2 * Double(n) * Double(n) * Double(n) / median
     }
 }
