@@ -126,9 +126,13 @@ __device__ void moe_down_impl(const float* h, const typename W::T* w2, const int
     { moe_down_impl<W>(h, w2, offsets, sorted, y, dim, hidden); }
 FOR_EACH_WEIGHT_TYPE(MOE)
 
-// out[t] = Σ_k weights[t, k] · y[t*K + k]; a pair with an invalid expert id contributes nothing.
+// out[t] (+)= Σ_k weights[t, k] · y[row(t*K + k)]; a pair with an invalid expert id contributes
+// nothing. row(p) = rowOf[p] when given (grouped GEMM path: padded per-expert blocks), else
+// e*denseRows + t when denseRows > 0 (dense path: y is (E, T, D)), else p (y is (P, D)).
+// accumulate != 0 adds onto out (the residual) instead of overwriting it.
 extern "C" __global__ void moe_combine(const float* y, const int* ids, const float* weights, float* out,
-                                       int rows, int dim, int topK, int experts) {
+                                       int rows, int dim, int topK, int experts,
+                                       const int* rowOf, int denseRows, int accumulate) {
     long long n = (long long)rows * dim;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         long long t = i / dim, d = i % dim;
@@ -136,9 +140,11 @@ extern "C" __global__ void moe_combine(const float* y, const int* ids, const flo
         for (int k = 0; k < topK; ++k) {
             long long p = t * topK + k;
             int e = ids[p];
-            if (e >= 0 && e < experts) s += weights[p] * y[p * dim + d];
+            if (e < 0 || e >= experts) continue;
+            long long r = rowOf ? (long long)rowOf[p] : (denseRows > 0 ? (long long)e * denseRows + t : p);
+            s += weights[p] * y[r * dim + d];
         }
-        out[i] = s;
+        out[i] = accumulate ? out[i] + s : s;
     }
 }
 
