@@ -1,8 +1,9 @@
 import Tensors
 
 extension BackendConformance {
-    /// Every case; a case that throws is reported as a failure with the error, and the rest run.
-    public mutating func runAll(log: (ConformanceResult) -> Void = { _ in }) -> [ConformanceResult] {
+    /// Every case (or those named in `only`); a case that throws is reported as a failure with
+    /// the error, and the rest run.
+    public mutating func runAll(only: Set<String>? = nil, log: (ConformanceResult) -> Void = { _ in }) -> [ConformanceResult] {
         var results: [ConformanceResult] = []
         let cases: [(String, (inout Self) throws -> [ConformanceResult])] = [
             ("embed", { try $0.embedCase() }),
@@ -17,7 +18,7 @@ extension BackendConformance {
             ("moeExperts", { try $0.moeExpertsCases() }),
             ("gatherRows", { try $0.gatherRowsCase() }),
         ]
-        for (name, body) in cases {
+        for (name, body) in cases where only?.contains(name) ?? true {
             do {
                 for r in try body(&self) { results.append(r); log(r) }
             } catch {

@@ -54,12 +54,26 @@ extension CUDABackend {
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts)
             return
         }
-        if w1.dtype == .bf16, matmulPath == .cublasLt, device.computeCapability.major >= 8,
-           dim % MoEMMATile.dimMultiple == 0, hidden % MoEMMATile.hiddenMultiple == 0 {
+        let tensorPaths = w1.dtype == .bf16 && matmulPath == .cublasLt && device.computeCapability.major >= 8
+        let mmaFits = dim % MoEMMATile.dimMultiple == 0 && hidden % MoEMMATile.hiddenMultiple == 0
+        if tensorPaths, let blas, dim % 8 == 0, hidden % 8 == 0 {
+            let shape = MoEShape(tokens: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
+            switch cublasMoEPath(tokens: rows, mmaFits: mmaFits) {
+            case .dense:
+                try moeDense(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                             out: out, shape, blas: blas)
+                return
+            case .grouped:
+                try moeGrouped(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                               offsets: offsets, sorted: sorted, out: out, shape, blas: blas)
+                return
+            case .tensorCore, .automatic:
+                break
+            }
+        }
+        if tensorPaths, mmaFits {
             // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
-            let xb = try scratch(.moeInputBF16, bytes: rows * dim * 2)
-            try launch(.convertToBF16, grid: gridFor(rows * dim),
-                       [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * dim))])
+            let xb = try narrowed(x, count: rows * dim)
             let small = pairs <= 256
             let gateUp = small ? MoEMMATile.gateUpSmall : MoEMMATile.gateUpLarge
             let down = small ? MoEMMATile.downSmall : MoEMMATile.downLarge

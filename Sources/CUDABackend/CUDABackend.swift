@@ -25,6 +25,19 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         case simt
     }
 
+    /// How the MoE experts run past the GEMV sizes (bf16 weights, cuBLASLt matmul path).
+    public enum MoEPath: String, Sendable, CaseIterable {
+        /// By step size: `dense` up to `moeDenseMaxTokens` tokens, then `grouped`, or `tensorCore`
+        /// while a replayable step is recorded (the grouped path reads the counts on the host).
+        case automatic
+        /// The mma.sync kernels of moe.cu over the pairs grouped by expert (no host sync).
+        case tensorCore
+        /// Every expert on every token by cuBLASLt, the routing weights applied in the sum.
+        case dense
+        /// Each expert's gathered tokens by cuBLASLt (one host sync per call).
+        case grouped
+    }
+
     public let device: CUDADevice
     let stream: CUhandle
     let kernels: KernelLibrary
@@ -34,6 +47,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     private var scratch: [ScratchSlot: (pointer: CUdeviceptr, bytes: Int)] = [:]
     private var preferredMatmul: MatmulPath
     private var decodeKernelsEnabled = true
+    private var moePathSetting: MoEPath
     private var graphsEnabled: Bool
     private var recording = false
     private var capturing = false
@@ -46,6 +60,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         let shape: StepShape
         let decodeKernels: Bool
         let matmul: MatmulPath
+        let moe: MoEPath
     }
 
     /// Blocks per multiprocessor the GEMV split aims for (more warps per row on short matrices):
@@ -86,6 +101,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         programmaticLaunch = environment["MIXTRAL_PDL"] != "0" && device.api.cuLaunchKernelEx != nil
             && (Int(device.arch.dropFirst(3)) ?? 0) >= 90
         gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 8
+        moePathSetting = environment["MIXTRAL_MOE_PATH"].flatMap(MoEPath.init(rawValue:)) ?? .automatic
         graphsEnabled = environment["MIXTRAL_CUDA_GRAPHS"] != "0" && device.api.cuGraphLaunch != nil
             && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
             && device.api.cuGraphInstantiateWithFlags != nil
@@ -111,6 +127,14 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public var decodeKernels: Bool {
         get { lock.withLock { decodeKernelsEnabled } }
         set { lock.withLock { decodeKernelsEnabled = newValue } }
+    }
+
+    /// Which MoE expert path runs past the GEMV sizes; `.automatic` unless a check or benchmark
+    /// pins one (`MIXTRAL_MOE_PATH` sets the start value). A pinned `.grouped` still takes the
+    /// tensor-core kernels while a step is recorded.
+    public var moePath: MoEPath {
+        get { lock.withLock { moePathSetting } }
+        set { lock.withLock { moePathSetting = newValue } }
     }
 
     /// Whether pure decode steps (one token per sequence) are recorded as CUDA graphs and
@@ -266,7 +290,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// first runs normally: it compiles kernels, makes cuBLASLt plans and grows scratch buffers)
     /// and replayed from then on with one launch. Other steps run `body` as is.
     public func replayable(_ shape: StepShape, _ body: () throws -> Void) throws {
-        let key = GraphKey(shape: shape, decodeKernels: decodeKernels, matmul: matmulPath)
+        let key = GraphKey(shape: shape, decodeKernels: decodeKernels, matmul: matmulPath, moe: moePath)
         let (enabled, graph, seen): (Bool, CUhandle?, Bool) = lock.withLock {
             (graphsEnabled && shape.tokens == shape.sequences, graphs[key], seenShapes.contains(key))
         }
@@ -333,7 +357,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
     enum ScratchSlot: Hashable {
-        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, blasWorkspace, attnMax, attnSum, attnAcc, productOut, normed
+        case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, moeGate, moeUp, moeGathered, moeRowOf, blasWorkspace, attnMax, attnSum, attnAcc, productOut, normed
     }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {

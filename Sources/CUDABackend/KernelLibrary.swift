@@ -32,9 +32,9 @@ enum KernelFile: String, CaseIterable, Sendable {
 /// than a `CUDA_ERROR_NOT_FOUND` on the GPU machine. Weight-typed kernels carry the weight dtype
 /// (their exported names end in _bf16, _f16 or _f32).
 enum Kernel: Hashable, Sendable {
-    case swiglu, swigluSplit, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
+    case swiglu, swigluSplit, swigluBF16, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
     case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType)
-    case rope, appendKV, attention, moeRoute, moeSort, moeCombine
+    case rope, appendKV, attention, moeRoute, moeSort, moeCombine, moeGatherPadded
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
     /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
     /// (`gemvNorm`, and `gemvNormSwiGLU` with the SwiGLU epilogue).
@@ -50,10 +50,10 @@ enum Kernel: Hashable, Sendable {
 
     var file: KernelFile {
         switch self {
-        case .swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
+        case .swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
         case .rmsNorm: return .rmsnorm
         case .matmul: return .matmul
-        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeMMAGateUp, .moeMMADown: return .moe
+        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
@@ -65,6 +65,7 @@ enum Kernel: Hashable, Sendable {
         switch self {
         case .swiglu: return "swiglu_f32"
         case .swigluSplit: return "swiglu_split_f32"
+        case .swigluBF16: return "swiglu_bf16"
         case .ropeAppendKV: return "rope_append_kv"
         case .add: return "add_f32"
         case .gatherRows: return "gather_rows_f32"
@@ -81,6 +82,7 @@ enum Kernel: Hashable, Sendable {
         case .moeRoute: return "moe_route_f32"
         case .moeSort: return "moe_sort"
         case .moeCombine: return "moe_combine"
+        case .moeGatherPadded: return "moe_gather_padded"
         case .gemv(let rows): return "gemv_bf16_r\(rows)"
         case .gemvAdd(let rows): return "gemv_add_bf16_r\(rows)"
         case .gemvNorm(let rows): return "gemv_norm_bf16_r\(rows)"
@@ -99,8 +101,8 @@ enum Kernel: Hashable, Sendable {
     /// Every kernel (weight-typed ones for each weight dtype), for warm-up and checks.
     static var all: [Kernel] {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
-        var list: [Kernel] = [.swiglu, .swigluSplit, .add, .gatherRows, .convertToBF16, .convertFromBF16,
-                              .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine,
+        var list: [Kernel] = [.swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16,
+                              .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded,
                               .moeGemvGateUp, .moeGemvDown, .attentionMerge,
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]

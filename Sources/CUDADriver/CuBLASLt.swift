@@ -27,6 +27,9 @@ public struct CuBLASLt: @unchecked Sendable {
     // cublasLtMatmulDescAttributes_t
     public static let descTransA: Int32 = 3
     public static let descTransB: Int32 = 4
+    // cublasLtMatrixLayoutAttribute_t
+    public static let layoutBatchCount: Int32 = 5            // int32
+    public static let layoutStridedBatchOffset: Int32 = 6    // int64, in elements
     // cublasOperation_t
     public static let opN: Int32 = 0
     public static let opT: Int32 = 1
@@ -45,6 +48,7 @@ public struct CuBLASLt: @unchecked Sendable {
     public let cublasLtMatmulDescSetAttribute: SetAttributeFn
     public let cublasLtMatrixLayoutCreate: LayoutCreateFn
     public let cublasLtMatrixLayoutDestroy: DestroyFn
+    public let cublasLtMatrixLayoutSetAttribute: SetAttributeFn
     public let cublasLtMatmulPreferenceCreate: PreferenceCreateFn
     public let cublasLtMatmulPreferenceDestroy: DestroyFn
     public let cublasLtMatmulPreferenceSetAttribute: SetAttributeFn
@@ -69,6 +73,7 @@ public struct CuBLASLt: @unchecked Sendable {
         cublasLtMatmulDescSetAttribute = try lib.function("cublasLtMatmulDescSetAttribute", as: SetAttributeFn.self)
         cublasLtMatrixLayoutCreate = try lib.function("cublasLtMatrixLayoutCreate", as: LayoutCreateFn.self)
         cublasLtMatrixLayoutDestroy = try lib.function("cublasLtMatrixLayoutDestroy", as: DestroyFn.self)
+        cublasLtMatrixLayoutSetAttribute = try lib.function("cublasLtMatrixLayoutSetAttribute", as: SetAttributeFn.self)
         cublasLtMatmulPreferenceCreate = try lib.function("cublasLtMatmulPreferenceCreate", as: PreferenceCreateFn.self)
         cublasLtMatmulPreferenceDestroy = try lib.function("cublasLtMatmulPreferenceDestroy", as: DestroyFn.self)
         cublasLtMatmulPreferenceSetAttribute = try lib.function("cublasLtMatmulPreferenceSetAttribute", as: SetAttributeFn.self)

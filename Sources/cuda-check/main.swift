@@ -74,6 +74,19 @@ do {
         let results = suite.runAll { say("  \($0)") }
         failures += results.filter { !$0.passed }.count
         total += results.count
+        if path == .cublasLt {
+            // The MoE experts once more with each path pinned (automatic dispatch covers each at
+            // some sizes only).
+            for moe in [CUDABackend.MoEPath.tensorCore, .dense, .grouped] {
+                cuda.moePath = moe
+                say("== moeExperts with the \(moe.rawValue) path pinned")
+                var pinned = BackendConformance(test: cuda, reference: cpu, seed: seed)
+                let r = pinned.runAll(only: ["moeExperts"]) { say("  \($0)") }
+                failures += r.filter { !$0.passed }.count
+                total += r.count
+            }
+            cuda.moePath = .automatic
+        }
     }
 
     // Weight upload: 1 GiB of random bf16 through the pinned staging buffers.
@@ -155,6 +168,15 @@ do {
                                   normEps: 1e-5, vocabSize: 32000, ropeTheta: 1_000_000, moe: .init(numExperts: 8, numExpertsPerTok: 2))
         try bench.run(label: "Mixtral-8x7B shapes, \(moeLayers) layers", config: mixtral, batches: [1, 8], promptLength: 512,
                       steps: 24, bandwidth: bw)
+    }
+
+    if arguments.contains("--moe-bench") {
+        cuda.matmulPath = .cublasLt
+        let bench = Bench(backend: cuda, say: say)
+        let bw = try bench.copyBandwidth()
+        let gemm = try cuda.measureGEMMRate() ?? .nan
+        say("\n== MoE experts at Mixtral-8x7B shapes on \(cuda.name): " + String(format: "copy %.0f GB/s, bf16 GEMM %.0f TFLOP/s", bw / 1e9, gemm / 1e12))
+        try bench.moeBench(bandwidth: bw, gemmRate: gemm)
     }
 
     let mem = try cuda.memoryInfo()

@@ -17,6 +17,22 @@ extern "C" __global__ void swiglu_split_f32(const float* both, float* out, int r
     }
 }
 
+// h = silu(gate) * up in bf16 (the MoE cuBLASLt paths' hidden activations; h may be gate);
+// gate, up, h (n) bf16. Eight elements per thread per step (n % 8 == 0, 16-byte aligned).
+extern "C" __global__ void swiglu_bf16(const bf16_t* gate, const bf16_t* up, bf16_t* h, long long n) {
+    long long n8 = n / 8;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8; i += (long long)gridDim.x * blockDim.x) {
+        uint4 g = reinterpret_cast<const uint4*>(gate)[i], u = reinterpret_cast<const uint4*>(up)[i];
+        float gf[8], uf[8];
+        unpack8(g, gf);
+        unpack8(u, uf);
+        unsigned o[4];
+        for (int j = 0; j < 4; ++j)
+            o[j] = (unsigned)f32_to_bf16(silu(gf[2 * j]) * uf[2 * j]) | ((unsigned)f32_to_bf16(silu(gf[2 * j + 1]) * uf[2 * j + 1]) << 16);
+        reinterpret_cast<uint4*>(h)[i] = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+}
+
 // x += y; x, y (n) f32.
 extern "C" __global__ void add_f32(float* x, const float* y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)

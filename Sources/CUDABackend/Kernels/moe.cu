@@ -126,6 +126,34 @@ __device__ void moe_down_impl(const float* h, const typename W::T* w2, const int
     { moe_down_impl<W>(h, w2, offsets, sorted, y, dim, hidden); }
 FOR_EACH_WEIGHT_TYPE(MOE)
 
+// The grouped cuBLASLt path's gather: xs holds each expert's rows in a block of its own, padded
+// to a multiple of `pad` rows (so a few GEMM shapes serve every count), in expert order:
+// xs[start_e + j] = xb[token of sorted[offsets[e] + j]] for j < count_e, zero rows after, with
+// start_e = Σ_{e' < e} roundup(count_e', pad); rowOf[pair] = its row in xs (and in the products).
+// One block per xs row (grid = the padded total, known to the host after it read `offsets`).
+// xb (T, D) bf16; xs (rows, D) bf16; rowOf (P) i32; D % 8 == 0.
+extern "C" __global__ void moe_gather_padded(const bf16_t* xb, const int* offsets, const int* sorted, bf16_t* xs,
+                                             int* rowOf, int dim, int topK, int experts, int pad) {
+    int row = blockIdx.x;
+    int start = 0, e = 0;
+    for (; e < experts; ++e) {
+        int count = offsets[e + 1] - offsets[e];
+        int padded = (count + pad - 1) / pad * pad;
+        if (row < start + padded) break;
+        start += padded;
+    }
+    uint4* dst = reinterpret_cast<uint4*>(xs + (long long)row * dim);
+    int j = row - start;
+    if (e == experts || j >= offsets[e + 1] - offsets[e]) {
+        for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) dst[i] = make_uint4(0, 0, 0, 0);
+        return;
+    }
+    int pair = sorted[offsets[e] + j];
+    if (threadIdx.x == 0) rowOf[pair] = row;
+    const uint4* src = reinterpret_cast<const uint4*>(xb + (long long)(pair / topK) * dim);
+    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) dst[i] = src[i];
+}
+
 // out[t] (+)= Σ_k weights[t, k] · y[row(t*K + k)]; a pair with an invalid expert id contributes
 // nothing. row(p) = rowOf[p] when given (grouped GEMM path: padded per-expert blocks), else
 // e*denseRows + t when denseRows > 0 (dense path: y is (E, T, D)), else p (y is (P, D)).
