@@ -44,9 +44,8 @@ extension CUDABackend {
         try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
         guard rows > 0, outDim > 0 else { return }
         if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
-            let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
-            let (grid, split) = try gemvGrid(kernel, outputs: outDim)
-            try launch(kernel, grid: grid, programmatic: true,
+            let (grid, split) = gemvGrid(outputs: outDim)
+            try launch(gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows), grid: grid, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                         .pointer(norm.pointer), .float(eps)])
@@ -59,29 +58,13 @@ extension CUDABackend {
         try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
     }
 
-    /// Grid and warps per row (`split`) of a GEMV with `outputs` rows. The blocks loop over row
-    /// groups of 8 / split rows (gemv.cu), so the grid is at most one full wave of resident
-    /// blocks, and the split is the one whose groups fill that wave's slots most evenly
-    /// (groups / (waves · slots), +1% needed to prefer a larger split): a part-empty last wave
-    /// costs as much time as a full one. Without an occupancy figure (or with
-    /// `MIXTRAL_GEMV_BALANCED=0`): the old rule, one group per block and the smallest split
-    /// giving `gemvBlocksPerSM` blocks per SM.
-    func gemvGrid(_ kernel: Kernel, outputs: Int) throws -> (grid: (Int, Int, Int), split: Int) {
-        guard gemvBalanced, let perSM = try residentBlocks(kernel, threads: 256) else {
-            var split = 1
-            while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
-            let rowsPerBlock = 8 / split
-            return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), split)
-        }
-        let slots = perSM * device.multiprocessors
-        var best = (split: 1, fill: 0.0, groups: 0)
-        for split in [1, 2, 4, 8] {
-            let groups = (outputs + 8 / split - 1) / (8 / split)
-            let waves = (groups + slots - 1) / slots
-            let fill = Double(groups) / Double(waves * slots)
-            if fill > best.fill + 0.01 { best = (split, fill, groups) }
-        }
-        return ((min(best.groups, slots), 1, 1), best.split)
+    /// Grid and warps per row of a GEMV with `outputs` rows: enough blocks for `gemvBlocksPerSM`
+    /// per SM, short matrices splitting each row over up to 8 warps.
+    private func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
+        var split = 1
+        while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
+        let rowsPerBlock = 8 / split
+        return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), split)
     }
 
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
@@ -103,9 +86,8 @@ extension CUDABackend {
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
-            let kernel: Kernel = mode == .store ? .gemv(rows) : .gemvAdd(rows)
-            let (grid, split) = try gemvGrid(kernel, outputs: outputs)
-            try launch(kernel, grid: grid, programmatic: true,
+            let (grid, split) = gemvGrid(outputs: outputs)
+            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
             return

@@ -68,12 +68,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// `MIXTRAL_GEMV_BLOCKS_PER_SM` overrides it, for tuning runs.
     let gemvBlocksPerSM: Int
 
-    /// Whether GEMV grids are sized to one balanced wave (`gemvGrid`); `MIXTRAL_GEMV_BALANCED=0`
-    /// restores one row group per block, for A/B runs.
-    let gemvBalanced: Bool
-    /// Resident blocks per SM of each kernel at its block size (occupancy, asked once).
-    private var residentCache: [Kernel: Int] = [:]
-
     /// Whether GEMVs are launched with programmatic dependent launch (sm_90 and cuLaunchKernelEx):
     /// its blocks may be scheduled while the previous kernel finishes and wait on the device
     /// (gemv.cu), which hides part of the gap between kernels. `MIXTRAL_PDL=0` turns it off.
@@ -106,7 +100,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         uploader = try WeightUploader(device: device, computeStream: stream)
         programmaticLaunch = environment["MIXTRAL_PDL"] != "0" && device.api.cuLaunchKernelEx != nil
             && (Int(device.arch.dropFirst(3)) ?? 0) >= 90
-        gemvBalanced = environment["MIXTRAL_GEMV_BALANCED"] != "0"
         gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 8
         moePathSetting = environment["MIXTRAL_MOE_PATH"].flatMap(MoEPath.init(rawValue:)) ?? .automatic
         graphsEnabled = environment["MIXTRAL_CUDA_GRAPHS"] != "0" && device.api.cuGraphLaunch != nil
@@ -153,19 +146,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
             lock.withLock { graphsEnabled = newValue && device.api.cuGraphLaunch != nil }
             if !newValue { dropGraphs() }
         }
-    }
-
-    /// How many blocks of `kernel` (at `threads` per block, no dynamic shared memory) fit on one
-    /// SM at once, from the driver's occupancy calculator; nil where the driver lacks it.
-    func residentBlocks(_ kernel: Kernel, threads: Int) throws -> Int? {
-        if let n = lock.withLock({ residentCache[kernel] }) { return n }
-        guard let occupancy = device.api.cuOccupancyMaxActiveBlocksPerMultiprocessor else { return nil }
-        let f = try kernels.function(kernel)
-        var blocks: Int32 = 0
-        try device.api.check(occupancy(&blocks, f, Int32(threads), 0), "cuOccupancyMaxActiveBlocksPerMultiprocessor(\(kernel.symbol))")
-        let n = max(1, Int(blocks))
-        lock.withLock { residentCache[kernel] = n }
-        return n
     }
 
     /// Number of instantiated step recordings (for checks and reports).

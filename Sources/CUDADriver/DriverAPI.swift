@@ -46,8 +46,6 @@ public struct DriverAPI: @unchecked Sendable {
     public typealias StreamEndCaptureFn = @convention(c) (CUhandle?, UnsafeMutablePointer<CUhandle?>) -> CUresult
     public typealias GraphInstantiateFn = @convention(c) (UnsafeMutablePointer<CUhandle?>, CUhandle?, UInt64) -> CUresult
     public typealias GraphLaunchFn = @convention(c) (CUhandle?, CUhandle?) -> CUresult
-    /// cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction, int blockSize, size_t dynamicSmem).
-    public typealias OccupancyFn = @convention(c) (UnsafeMutablePointer<Int32>, CUhandle?, Int32, Int) -> CUresult
     /// cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void** params, void** extra).
     public typealias LaunchKernelExFn = @convention(c) (
         UnsafeRawPointer, CUhandle?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
@@ -98,8 +96,6 @@ public struct DriverAPI: @unchecked Sendable {
     public let cuGraphDestroy: HandleFn?
     /// Launches with attributes (programmatic dependent launch on sm_90); optional.
     public let cuLaunchKernelEx: LaunchKernelExFn?
-    /// Resident blocks per multiprocessor for a kernel (sizing grids to one full wave); optional.
-    public let cuOccupancyMaxActiveBlocksPerMultiprocessor: OccupancyFn?
 
     /// Loads libcuda and resolves every symbol; throws `libraryNotFound` on a machine without
     /// the NVIDIA driver.
@@ -156,7 +152,6 @@ public struct DriverAPI: @unchecked Sendable {
         cuGraphExecDestroy = lib.optionalFunction("cuGraphExecDestroy", as: HandleFn.self)
         cuGraphDestroy = lib.optionalFunction("cuGraphDestroy", as: HandleFn.self)
         cuLaunchKernelEx = lib.optionalFunction("cuLaunchKernelEx", as: LaunchKernelExFn.self)
-        cuOccupancyMaxActiveBlocksPerMultiprocessor = lib.optionalFunction("cuOccupancyMaxActiveBlocksPerMultiprocessor", as: OccupancyFn.self)
     }
 
     /// Throws a `CUDADriverError.driver` naming `function` and the driver's error name unless

@@ -3,7 +3,7 @@
 // 4 loads in flight per lane. Activations f32, accumulation f32.
 //
 // gemv_bf16_rR: out (R, N) = x (R, K) · W (N, K)ᵀ for R = 1..4 rows; needs K % 8 == 0 and 16-byte
-// aligned rows (the host checks). Blocks of 256 threads loop over groups of 8 / split rows.
+// aligned rows (the host checks). Grid ceil(N * split / 8) blocks of 256 threads.
 // gemv_add_bf16_rR: out += x · Wᵀ. gemv_norm_bf16_rR: out = rmsNorm(x; g, eps) · Wᵀ (g bf16 (K)),
 // the norm computed inside the product. gemv_norm_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N)
 // = silu(rmsNorm(x) · w1ᵀ) * (rmsNorm(x) · w3ᵀ).
@@ -96,11 +96,7 @@ __device__ __forceinline__ void gemv_prologue() {
 }
 
 // `split` warps (1, 2, 4 or 8) share a row, so short matrices still put enough loads in flight:
-// a block of 8 warps covers a group of 8 / split rows; partial sums meet in shared memory.
-// Blocks loop over the row groups (group blockIdx.x, then + gridDim.x, …): the host sizes the
-// grid to the blocks that fit on the GPU at once and picks the split whose groups divide most
-// evenly among them, so the last wave is not a part-empty one (a 6144-row product in 1536
-// one-shot blocks ran 1.45 waves: 74% of copy bandwidth; gpu-notes).
+// a block of 8 warps covers 8 / split rows; partial sums meet in shared memory.
 // NORM: x is the residual stream and the product is taken with rmsNorm(x; g, eps): the split
 // warps of a row read every chunk of x exactly once between them, so their partial Σx² give the
 // row's mean square without another pass or launch.
@@ -111,60 +107,55 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
     constexpr int S = NORM ? 1 : 0;             // + the sum of squares
     __shared__ float partial[8][(P + S) * R];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int rowsPerGroup = 8 / split, groups = (N + rowsPerGroup - 1) / rowsPerGroup;
-    const int part = warp % split;
+    const int n = blockIdx.x * (8 / split) + warp / split, part = warp % split;
+    float acc[(P + S) * R];
+#pragma unroll
+    for (int r = 0; r < (P + S) * R; ++r) acc[r] = 0.0f;
     gemv_prologue();
-    const float* xs[R];
+    if (n < N) {
+        const float* xs[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
-    for (int group = blockIdx.x; group < groups; group += gridDim.x) {
-        const int n = group * rowsPerGroup + warp / split;
-        float acc[(P + S) * R];
+        for (int r = 0; r < R; ++r) xs[r] = x + (long long)r * K;
+        float a[R], ss[R];
 #pragma unroll
-        for (int r = 0; r < (P + S) * R; ++r) acc[r] = 0.0f;
-        if (n < N) {
-            float a[R], ss[R];
+        for (int r = 0; r < R; ++r) { a[r] = 0.0f; ss[r] = 0.0f; }
+        row_dot_strided<R, NORM, NORM>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a, g, ss);
 #pragma unroll
-            for (int r = 0; r < R; ++r) { a[r] = 0.0f; ss[r] = 0.0f; }
-            row_dot_strided<R, NORM, NORM>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a, g, ss);
+        for (int r = 0; r < R; ++r) acc[r] = a[r];
+        if (MODE == SWIGLU) {
 #pragma unroll
-            for (int r = 0; r < R; ++r) acc[r] = a[r];
-            if (MODE == SWIGLU) {
+            for (int r = 0; r < R; ++r) a[r] = 0.0f;
+            row_dot_strided<R, NORM, false>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a, g);
 #pragma unroll
-                for (int r = 0; r < R; ++r) a[r] = 0.0f;
-                row_dot_strided<R, NORM, false>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a, g);
-#pragma unroll
-                for (int r = 0; r < R; ++r) acc[(P - 1) * R + r] = a[r];
-            }
-            if (NORM) {
-#pragma unroll
-                for (int r = 0; r < R; ++r) acc[P * R + r] = ss[r];
-            }
+            for (int r = 0; r < R; ++r) acc[(P - 1) * R + r] = a[r];
         }
+        if (NORM) {
 #pragma unroll
-        for (int r = 0; r < (P + S) * R; ++r) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) partial[warp][r] = v;
+            for (int r = 0; r < R; ++r) acc[P * R + r] = ss[r];
         }
-        __syncthreads();
-        if (n < N && part == 0 && lane < R) {
-            float s = 0.0f, u = 0.0f, sq = 0.0f;
-            for (int i = 0; i < split; ++i) {
-                s += partial[warp + i][lane];
-                if (MODE == SWIGLU) u += partial[warp + i][R + lane];
-                if (NORM) sq += partial[warp + i][P * R + lane];
-            }
-            if (NORM) {
-                const float inv = rsqrtf(sq / (float)K + eps);
-                s *= inv;
-                u *= inv;
-            }
-            float* o = out + (long long)lane * N + n;
-            if (MODE == STORE) *o = s;
-            else if (MODE == ACCUMULATE) *o += s;
-            else *o = silu(s) * u;
+    }
+#pragma unroll
+    for (int r = 0; r < (P + S) * R; ++r) {
+        float v = warp_sum(acc[r]);
+        if (lane == 0) partial[warp][r] = v;
+    }
+    __syncthreads();
+    if (n < N && part == 0 && lane < R) {
+        float s = 0.0f, u = 0.0f, sq = 0.0f;
+        for (int i = 0; i < split; ++i) {
+            s += partial[warp + i][lane];
+            if (MODE == SWIGLU) u += partial[warp + i][R + lane];
+            if (NORM) sq += partial[warp + i][P * R + lane];
         }
-        __syncthreads();   // `partial` is reused by the next group
+        if (NORM) {
+            const float inv = rsqrtf(sq / (float)K + eps);
+            s *= inv;
+            u *= inv;
+        }
+        float* o = out + (long long)lane * N + n;
+        if (MODE == STORE) *o = s;
+        else if (MODE == ACCUMULATE) *o += s;
+        else *o = silu(s) * u;
     }
 }
 
