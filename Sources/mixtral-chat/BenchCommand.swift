@@ -45,7 +45,7 @@ struct Bench: AsyncParsableCommand {
         let lm = try device.build(source, options)
         let bandwidth = try device.measureBandwidth()
         let gemmRate = try device.measureGEMMRate()
-        try warmUp(lm, batches: batches)
+        try warmUp(lm, batches: batches, vocabSize: config.vocabSize)
         if !json {
             print("device: \(lm.deviceName); measured copy bandwidth \(String(format: "%.1f", bandwidth)) GB/s (read + write)"
                   + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
@@ -69,8 +69,11 @@ struct Bench: AsyncParsableCommand {
 
     /// One untimed prefill chunk and a few decode steps at every batch size first, so one-time
     /// work (kernel loading, matmul plans, scratch growth, graph recording of decode shapes)
-    /// stays out of the timed prefill and decode.
-    private func warmUp(_ lm: any LanguageModel, batches: [Int]) throws {
+    /// stays out of the timed prefill and decode. The warm-up prompt's tokens vary (a repeated
+    /// token would send every token to the same two experts, leaving the MoE paths' shapes for
+    /// spread-out routing unprepared).
+    private func warmUp(_ lm: any LanguageModel, batches: [Int], vocabSize: Int) throws {
+        let tokens = { (n: Int) in (0..<n).map { 3 + ($0 * 7919) % max(1, vocabSize - 3) } }
         var tables: [[Int]] = []
         defer { tables.forEach(lm.kvBlocks.release) }
         for _ in 0..<(batches.max() ?? 1) {
@@ -79,10 +82,10 @@ struct Bench: AsyncParsableCommand {
             tables.append(t)
         }
         let chunk = min(promptLen, lm.maxBatchTokens)
-        _ = try lm.forward(PackedBatch(sequences: [.init(tokens: Array(repeating: 3, count: chunk), startPosition: 0, blockTable: tables[0])]))
+        _ = try lm.forward(PackedBatch(sequences: [.init(tokens: tokens(chunk), startPosition: 0, blockTable: tables[0])]))
         if promptLen > chunk {   // the shape of the last, shorter chunk
             let rest = promptLen % chunk
-            if rest > 0 { _ = try lm.forward(PackedBatch(sequences: [.init(tokens: Array(repeating: 3, count: rest), startPosition: chunk, blockTable: tables[0])])) }
+            if rest > 0 { _ = try lm.forward(PackedBatch(sequences: [.init(tokens: tokens(rest), startPosition: chunk, blockTable: tables[0])])) }
         }
         // The other sequences' caches hold nothing written yet: fine for timing, and released unread.
         for batch in batches {
