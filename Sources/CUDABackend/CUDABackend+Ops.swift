@@ -43,9 +43,16 @@ extension CUDABackend {
         try require(out, rows * outDim, f32Only, "normedMatmul out")
         try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
         guard rows > 0, outDim > 0 else { return }
-        if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels {
+        if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, rows * inDim * 4 <= 160 * 1024, decodeKernels {
+            // The kernel stages x ⊙ norm (rows, inDim) f32 in dynamic shared memory (gemv.cu).
+            let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
+            let staged = rows * inDim * 4
+            if staged > 48 * 1024 {
+                try device.api.check(device.api.cuFuncSetAttribute(try kernels.function(kernel), 8, Int32(staged)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+                                     "cuFuncSetAttribute(\(kernel.symbol), \(staged) bytes shared)")
+            }
             let (grid, split) = gemvGrid(outputs: outDim)
-            try launch(gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows), grid: grid, programmatic: true,
+            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                         .pointer(norm.pointer), .float(eps)])
