@@ -18,10 +18,10 @@ extension CUDABackend {
     /// starts to cost more than the weight stream it shares with the grouped products.
     static let moeDenseMaxTokens = 128
 
-    /// Rows of each expert's block in the grouped path are padded to this multiple, so a handful
-    /// of cuBLASLt plans serve every count (a plan per exact count would cost a heuristic query
-    /// for most calls) while padding wastes ≤ 31 rows per expert.
-    static let moeGroupedRowPad = 32
+    /// Rows of each expert's block in the grouped path are padded to this multiple: 16-byte
+    /// aligned rows for cuBLASLt, ≤ 7 wasted rows per expert. (Plans are cheap per count since
+    /// the heuristic is shared by power-of-two buckets, see `BLASLtMatmul`.)
+    static let moeGroupedRowPad = 8
 
     /// The cuBLASLt path for a step of `tokens`, or `.tensorCore` for the kernels.
     func cublasMoEPath(tokens: Int, mmaFits: Bool) -> MoEPath {
