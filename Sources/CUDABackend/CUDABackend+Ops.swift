@@ -146,7 +146,7 @@ extension CUDABackend {
         try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
         try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
         guard rows > 0 else { return }
-        try launch(.ropeAppendKV, grid: gridFor(rows * (heads + 2 * kvHeads) * headDim / 2),
+        try launch(.ropeAppendKV, grid: gridFor(rows * (heads + 2 * kvHeads) * headDim / 2), programmatic: true,
                    [.pointer(qkv.pointer), .pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
                     .pointer(positions.pointer), .pointer(slots.pointer), .int32(Int32(rows)), .int32(Int32(heads)),
                     .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(theta)])
@@ -240,14 +240,14 @@ extension CUDABackend {
         let pl = splits > 1 ? try scratch(.attnSum, bytes: partials * 4) : 0
         let pacc = splits > 1 ? try scratch(.attnAcc, bytes: partials * headDim * 4) : 0
         try launch(.attentionDecode(headDim: headDim, group: qm), grid: (s, kvHeads * chunks, splits), block: (128, 1, 1),
-                   [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
+                   programmatic: true, [.pointer(q.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
                     .pointer(batch.positions.pointer), .pointer(batch.blockTables.pointer), .pointer(out.pointer),
                     .int32(Int32(heads)), .int32(Int32(kvHeads)), .int32(Int32(batch.blockSize)),
                     .int32(Int32(batch.maxBlocksPerSequence)), .int32(Int32(window)),
                     .float(1 / Float(headDim).squareRoot()), .int32(Int32(splits)), .int32(Int32(minShare)),
                     .pointer(pm), .pointer(pl), .pointer(pacc)])
         if splits > 1 {
-            try launch(.attentionDecodeMerge, grid: (s * heads, 1, 1), block: (256, 1, 1),
+            try launch(.attentionDecodeMerge, grid: (s * heads, 1, 1), block: (256, 1, 1), programmatic: true,
                        [.pointer(pm), .pointer(pl), .pointer(pacc), .pointer(out.pointer),
                         .int32(Int32(headDim)), .int32(Int32(splits))])
         }

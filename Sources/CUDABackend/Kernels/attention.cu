@@ -371,6 +371,7 @@ __device__ __forceinline__ void attention_decode_body(
         const int* __restrict__ positions, const int* __restrict__ blockTables, float* __restrict__ out, \
         int heads, int kvHeads, int blockSize, int maxBlocks, int window, float scale, int splits, int minShare, \
         float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ pacc) { \
+        pdl_prologue(); \
         attention_decode_body<DH, QM, ATTN_DECODE_WARPS>(q, kPool, vPool, positions, blockTables, out, heads, kvHeads, \
             blockSize, maxBlocks, window, scale, splits, minShare, pm, pl, pacc); \
     }
@@ -394,6 +395,7 @@ extern "C" __global__ void __launch_bounds__(256) attention_decode_merge(
     const float* __restrict__ pm, const float* __restrict__ pl, const float* __restrict__ pacc,
     float* __restrict__ out, int headDim, int splits)
 {
+    pdl_prologue();
     constexpr int MW = 8;   // warps (256 threads, as launched)
     __shared__ float w_s[1024];
     __shared__ __align__(16) float part[MW][128];

@@ -58,3 +58,14 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     float r = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(r);
 }
+
+// Programmatic dependent launch (sm_90): a kernel launched with the PDL attribute may be
+// scheduled while the previous kernel drains; it waits here for that kernel to complete (its
+// writes are then visible) before reading anything, then lets the next kernel begin launching.
+// Launched the ordinary way, the wait returns at once.
+__device__ __forceinline__ void pdl_prologue() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}

@@ -33,6 +33,7 @@ extern "C" __global__ void rope_f32(float* x, const int* positions, int rows, in
 extern "C" __global__ void rope_append_kv(const float* qkv, float* q, bf16_t* kPool, bf16_t* vPool,
                                           const int* positions, const int* slots, int rows, int heads,
                                           int kvHeads, int headDim, float theta) {
+    pdl_prologue();
     const int half = headDim / 2;
     const long long roped = (long long)(heads + kvHeads) * half;   // pairs rotated per token
     const long long perToken = roped + (long long)kvHeads * half;  // + v pairs copied
