@@ -60,7 +60,7 @@ extension CUDABackend {
 
     /// Grid and warps per row of a GEMV with `outputs` rows: enough blocks for `gemvBlocksPerSM`
     /// per SM, short matrices splitting each row over up to 8 warps.
-    private func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
+    func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
         var split = 1
         while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
         let rowsPerBlock = 8 / split
@@ -80,8 +80,8 @@ extension CUDABackend {
     /// x (T, K) times the weight into `outputs` columns of out: one GEMV launch for ≤ 4 rows of
     /// bf16 (store or accumulate); otherwise a general product (cuBLASLt or SIMT) plus, where the mode needs
     /// it and the product cannot do it itself, one elementwise pass over a scratch result.
-    private func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
-                         outputs: Int, _ mode: ProductMode) throws {
+    func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
+                 outputs: Int, _ mode: ProductMode) throws {
         guard rows > 0, outputs > 0 else { return }
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
