@@ -16,6 +16,7 @@ extension BackendConformance {
             ("swiGLU/add", { try $0.elementwiseCases() }),
             ("moeRoute", { try $0.moeRouteCase() }),
             ("moeExperts", { try $0.moeExpertsCases() }),
+            ("normedMoE", { try $0.normedMoECases() }),
             ("gatherRows", { try $0.gatherRowsCase() }),
         ]
         for (name, body) in cases where only?.contains(name) ?? true {

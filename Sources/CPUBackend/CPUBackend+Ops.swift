@@ -70,8 +70,8 @@ extension CPUBackend {
     }
 
     /// rmsNorm of `rows` rows (the caller holds the op lock).
-    private func normaliseRows(_ x: UnsafeMutablePointer<Float>, weight: CPUTensor, eps: Float,
-                               out: UnsafeMutablePointer<Float>, rows: Int, dim: Int) {
+    func normaliseRows(_ x: UnsafeMutablePointer<Float>, weight: CPUTensor, eps: Float,
+                       out: UnsafeMutablePointer<Float>, rows: Int, dim: Int) {
         func normalise(_ t: Int) {
             let src = x + t * dim, dst = out + t * dim
             switch weight.dtype {
@@ -247,8 +247,8 @@ extension CPUBackend {
 
     /// The parts of a weight as (base, rows) blocks in output-row order: one block for a plain
     /// weight, several for a row-joined one.
-    private func rowBlocks(_ weight: CPUTensor, outDim: Int, inDim: Int,
-                           _ what: @autoclosure () -> String) throws -> [(base: UnsafeRawPointer, rows: Int)] {
+    func rowBlocks(_ weight: CPUTensor, outDim: Int, inDim: Int,
+                   _ what: @autoclosure () -> String) throws -> [(base: UnsafeRawPointer, rows: Int)] {
         guard let partRows = weight.partRows else {
             try checkWeight(weight, elements: outDim * inDim, what())
             return [(UnsafeRawPointer(weight.base), outDim)]
@@ -261,9 +261,9 @@ extension CPUBackend {
 
     /// x (T, K) · Wᵀ for each row block of W, emitting block b's columns through a sink made
     /// for out + (its first column), with row stride `stride`.
-    private func product<S: TileSink>(_ x: UnsafeMutablePointer<Float>, blocks: [(base: UnsafeRawPointer, rows: Int)],
-                                      dtype: DType, inDim: Int, rows: Int, out: UnsafeMutablePointer<Float>, stride: Int,
-                                      sink makeSink: (UnsafeMutablePointer<Float>, Int) -> S) {
+    func product<S: TileSink>(_ x: UnsafeMutablePointer<Float>, blocks: [(base: UnsafeRawPointer, rows: Int)],
+                              dtype: DType, inDim: Int, rows: Int, out: UnsafeMutablePointer<Float>, stride: Int,
+                              sink makeSink: (UnsafeMutablePointer<Float>, Int) -> S) {
         var column = 0
         let xs = UnsafePointer(x)
         for block in blocks {

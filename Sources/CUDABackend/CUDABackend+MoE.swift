@@ -23,13 +23,7 @@ extension CUDABackend {
         try require(out, rows * dim, f32Only, "moeExperts out")
         try require(ids, rows * topK, i32Only, "moeExperts ids")
         try require(weights, rows * topK, f32Only, "moeExperts weights")
-        for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
-            try require(w, experts * hidden * dim, weightDTypes, "moeExperts \(name)")
-        }
-        guard w1.dtype == w2.dtype, w1.dtype == w3.dtype else {
-            throw BackendError.shapeMismatch("moeExperts: w1/w2/w3 dtypes differ (\(w1.dtype), \(w2.dtype), \(w3.dtype))")
-        }
-        guard experts <= 1024 else { throw BackendError.unsupported("moeExperts with \(experts) > 1024 experts") }
+        try requireExperts(w1: w1, w2: w2, w3: w3, dim: dim, hidden: hidden, experts: experts, "moeExperts")
         guard rows > 0 else { return }
         let pairs = rows * topK
         // Legend: P = T*K pairs. h (P, F), y (P, D) f32; offsets (E+1), sorted (P) i32.
@@ -48,12 +42,96 @@ extension CUDABackend {
             try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
                        [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
                         .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
-            try launch(.moeGemvDown, grid: ((dim + 31) / 32, slots, 1),
-                       [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                        .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))])
+            try launchGemvDown(h: h, w2: w2, offsets: offsets, sorted: sorted, y: y, dim: dim, hidden: hidden,
+                               experts: experts, slots: slots)
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts)
             return
         }
+        try groupedExperts(x, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights, offsets: offsets, sorted: sorted,
+                           h: h, y: y, out: out, accumulate: false, rows: rows, dim: dim, hidden: hidden,
+                           experts: experts, topK: topK)
+    }
+
+    /// Decode (T·K ≤ 16, bf16, E ≤ 32): five launches per layer at T ≤ 4 (old order: eight) —
+    /// the router GEMV with the norm inside that also writes x̂ = rmsNorm(x) (one per 4 tokens),
+    /// `moe_route_sort` (routing and grouping in one warp), the GEMV-style gate/up and down, and
+    /// the combine adding into the residual. Larger steps: rmsNorm into scratch, the router
+    /// product, route, sort, the grouped experts, the accumulating combine. Logits, x̂, ids,
+    /// weights, offsets and sorted live in scratch: nothing reaches the host, and every launch
+    /// depends only on T (graph-safe).
+    public func normedMoE(_ x: CUDATensor, norm: CUDATensor, eps: Float, router: CUDATensor, w1: CUDATensor, w2: CUDATensor,
+                          w3: CUDATensor, into out: CUDATensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
+        guard topK >= 1, topK <= experts else { throw BackendError.shapeMismatch("normedMoE: top-\(topK) of \(experts) experts") }
+        try require(x, rows * dim, f32Only, "normedMoE x")
+        try require(out, rows * dim, f32Only, "normedMoE out")
+        try require(norm, dim, weightDTypes, "normedMoE norm")
+        try require(router, experts * dim, weightDTypes, "normedMoE router (E, D)")
+        try requireExperts(w1: w1, w2: w2, w3: w3, dim: dim, hidden: hidden, experts: experts, "normedMoE")
+        guard rows > 0 else { return }
+        let pairs = rows * topK
+        // Legend: P = T*K pairs. x̂ (T, D), logits (T, E) f32; ids, weights (T, K); h (P, F),
+        // y (P, D) f32; offsets (E+1), sorted (P) i32.
+        func view(_ slot: ScratchSlot, _ dtype: DType, _ shape: [Int]) throws -> CUDATensor {
+            let bytes = shape.reduce(1, *) * 4
+            return CUDATensor(pointer: try scratch(slot, bytes: bytes), byteCount: bytes, dtype: dtype, shape: shape,
+                              device: device, ownsMemory: false)
+        }
+        let normed = try view(.moeNormed, .f32, [rows, dim])
+        let logits = try view(.moeLogits, .f32, [rows, experts])
+        let ids = try view(.moeIDs, .i32, [rows, topK])
+        let weights = try view(.moeWeights, .f32, [rows, topK])
+        let h = try scratch(.moeHidden, bytes: pairs * hidden * 4)
+        let y = try scratch(.moeOut, bytes: pairs * dim * 4)
+        let offsets = try scratch(.moeOffsets, bytes: (experts + 1) * 4)
+        let sorted = try scratch(.moeSorted, bytes: pairs * 4)
+        if decodeKernels, pairs <= 16, experts <= 32, w1.dtype == .bf16, router.dtype == .bf16, norm.dtype == .bf16,
+           dim % 8 == 0, hidden % 8 == 0, 4 * dim * 4 <= 160 * 1024 {
+            // Bounds: moe_route_sort's one warp (P ≤ 32, E ≤ 32); the GEMV experts' P ≤ 16.
+            let (grid, split) = gemvGrid(outputs: experts)
+            for first in stride(from: 0, to: rows, by: 4) {
+                let n = min(4, rows - first)
+                let staged = try normStaging(.gemvNormEmit(n), rows: n, inDim: dim)
+                try launch(.gemvNormEmit(n), grid: grid, sharedBytes: staged, programmatic: true,
+                           [.pointer(x.pointer + UInt64(first * dim * 4)), .pointer(router.pointer),
+                            .pointer(logits.pointer + UInt64(first * experts * 4)), .int32(Int32(dim)),
+                            .int32(Int32(experts)), .int32(Int32(split)), .pointer(norm.pointer), .float(eps),
+                            .pointer(normed.pointer + UInt64(first * dim * 4))])
+            }
+            // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order), and the
+            // counting sort by expert.
+            try launch(.moeRouteSort, grid: (1, 1, 1), block: (32, 1, 1),
+                       [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(offsets),
+                        .pointer(sorted), .int32(Int32(rows)), .int32(Int32(experts)), .int32(Int32(topK))])
+            let slots = min(experts, pairs)
+            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
+                       [.pointer(normed.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
+            try launchGemvDown(h: h, w2: w2, offsets: offsets, sorted: sorted, y: y, dim: dim, hidden: hidden,
+                               experts: experts, slots: slots)
+            try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
+                        accumulate: true)
+            return
+        }
+        try rmsNorm(x, weight: norm, eps: eps, out: normed, rows: rows, dim: dim)
+        try product(normed, router, logits, rows: rows, inDim: dim, outputs: experts, .store)
+        // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
+        try moeRoute(logits: logits, ids: ids, weights: weights, rows: rows, experts: experts, topK: topK)
+        try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
+                   [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
+        try groupedExperts(normed, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights, offsets: offsets, sorted: sorted,
+                           h: h, y: y, out: out, accumulate: true, rows: rows, dim: dim, hidden: hidden,
+                           experts: experts, topK: topK)
+    }
+
+    /// The experts past the GEMV sizes (ids/weights routed and offsets/sorted filled by the
+    /// caller): for bf16 weights the cuBLASLt paths (`cublasMoEPath`) or the tensor-core kernels,
+    /// else the SIMT tile kernels; then out = (or +=, with `accumulate`) the weighted combine.
+    /// x (T, D) f32.
+    private func groupedExperts(_ x: CUDATensor, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor,
+                                ids: CUDATensor, weights: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr,
+                                h: CUdeviceptr, y: CUdeviceptr, out: CUDATensor, accumulate: Bool,
+                                rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
+        let pairs = rows * topK
         let tensorPaths = w1.dtype == .bf16 && matmulPath == .cublasLt && device.computeCapability.major >= 8
         let mmaFits = dim % MoEMMATile.dimMultiple == 0 && hidden % MoEMMATile.hiddenMultiple == 0
         if tensorPaths, let blas, dim % 8 == 0, hidden % 8 == 0 {
@@ -61,11 +139,11 @@ extension CUDABackend {
             switch cublasMoEPath(tokens: rows, mmaFits: mmaFits) {
             case .dense:
                 try moeDense(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
-                             out: out, shape, blas: blas)
+                             out: out, accumulate: accumulate, shape, blas: blas)
                 return
             case .grouped:
                 try moeGrouped(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
-                               offsets: offsets, sorted: sorted, out: out, shape, blas: blas)
+                               offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, blas: blas)
                 return
             case .tensorCore, .automatic:
                 break
@@ -73,7 +151,7 @@ extension CUDABackend {
         }
         if tensorPaths, mmaFits {
             // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
-            let xb = try narrowed(x, count: rows * dim)
+            let xb = try narrowed(x, count: rows * dim)   // (T, D) bf16
             let small = pairs <= 256
             let gateUp = small ? MoEMMATile.gateUpSmall : MoEMMATile.gateUpLarge
             let down = small ? MoEMMATile.downSmall : MoEMMATile.downLarge
@@ -87,7 +165,8 @@ extension CUDABackend {
                           [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
                            .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts)), .int32(Int32(downTiles))],
                           mTiles: downTiles)
-            try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts)
+            try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
+                        accumulate: accumulate)
             return
         }
         let rowTiles = (pairs + 31) / 32
@@ -97,17 +176,40 @@ extension CUDABackend {
         try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts),
                    [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
                     .int32(Int32(dim)), .int32(Int32(hidden))])
-        try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts)
+        try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
+                    accumulate: accumulate)
+    }
+
+    /// Checks the stacked expert weights of a MoE op: w1, w3 (E, F, D), w2 (E, D, F), one dtype.
+    private func requireExperts(w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, dim: Int, hidden: Int, experts: Int,
+                                _ op: String) throws {
+        for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
+            try require(w, experts * hidden * dim, weightDTypes, "\(op) \(name)")
+        }
+        guard w1.dtype == w2.dtype, w1.dtype == w3.dtype else {
+            throw BackendError.shapeMismatch("\(op): w1/w2/w3 dtypes differ (\(w1.dtype), \(w2.dtype), \(w3.dtype))")
+        }
+        guard experts <= 1024 else { throw BackendError.unsupported("\(op) with \(experts) > 1024 experts") }
+    }
+
+    /// y[p] = w2[e] · h[p] by the GEMV-style down kernel: 4 rows of w2 per warp, grid
+    /// (ceil(D / 32), slots) with block row j serving the j-th touched expert.
+    private func launchGemvDown(h: CUdeviceptr, w2: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr, y: CUdeviceptr,
+                                dim: Int, hidden: Int, experts: Int, slots: Int) throws {
+        try launch(.moeGemvDown, grid: ((dim + 31) / 32, slots, 1),
+                   [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                    .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))])
     }
 
     /// out[t] = Σ_k weights[t, k] · y[row(t, k)], the row as `moe_combine` documents: `rowOf`
     /// (P) i32 when non-zero, else e·denseRows + t when denseRows > 0, else the pair index.
+    /// `accumulate` adds onto out (the residual stream) instead of overwriting it.
     func combine(y: CUdeviceptr, ids: CUDATensor, weights: CUDATensor, out: CUDATensor, rows: Int, dim: Int,
-                 topK: Int, experts: Int, rowOf: CUdeviceptr = 0, denseRows: Int = 0) throws {
+                 topK: Int, experts: Int, rowOf: CUdeviceptr = 0, denseRows: Int = 0, accumulate: Bool = false) throws {
         try launch(.moeCombine, grid: gridFor(rows * dim),
                    [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
                     .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts)),
-                    .pointer(rowOf), .int32(Int32(denseRows)), .int32(0)])
+                    .pointer(rowOf), .int32(Int32(denseRows)), .int32(accumulate ? 1 : 0)])
     }
 
     /// Launches a tensor-core expert kernel: mTiles · (outDim / tile.n) one-dimensional blocks

@@ -48,7 +48,7 @@ extension CUDABackend {
     /// per step with no dependence on the routing (graph-safe); at T ≥ 16 top-2-of-8 routing
     /// touches every expert with probability ≥ 99%, so nothing extra is read.
     func moeDense(_ xb: CUdeviceptr, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, ids: CUDATensor, weights: CUDATensor,
-                  out: CUDATensor, _ s: MoEShape, blas: BLASLtMatmul) throws {
+                  out: CUDATensor, accumulate: Bool, _ s: MoEShape, blas: BLASLtMatmul) throws {
         let (t, d, f, e) = (s.tokens, s.dim, s.hidden, s.experts)
         let g = try scratch(.moeGate, bytes: t * e * f * 2)   // (T, E·F) bf16: G, then h in place
         let u = try scratch(.moeUp, bytes: t * e * f * 2)     // (T, E·F) bf16
@@ -61,7 +61,8 @@ extension CUDABackend {
         let down = BLASLtMatmul.Problem(rows: t, inDim: f, outDim: d, batch: e, xRowStride: e * f,
                                         xBatchStride: f, weightBatchStride: d * f, outBatchStride: t * d)
         try blas.multiply(down, x: g, weight: w2.pointer, out: y, workspace: workspace, stream: stream)
-        try combine(y: y, ids: ids, weights: weights, out: out, rows: t, dim: d, topK: s.topK, experts: e, denseRows: t)
+        try combine(y: y, ids: ids, weights: weights, out: out, rows: t, dim: d, topK: s.topK, experts: e, denseRows: t,
+                    accumulate: accumulate)
     }
 
     /// Each expert's tokens gathered into a padded block of rows, then three cuBLASLt products per
@@ -69,7 +70,8 @@ extension CUDABackend {
     /// never runs while a step is recorded; at prefill sizes that sync is small against the
     /// products (2048 tokens: ≈ 2 ms of expert GEMMs per layer).
     func moeGrouped(_ xb: CUdeviceptr, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, ids: CUDATensor, weights: CUDATensor,
-                    offsets: CUdeviceptr, sorted: CUdeviceptr, out: CUDATensor, _ s: MoEShape, blas: BLASLtMatmul) throws {
+                    offsets: CUdeviceptr, sorted: CUdeviceptr, out: CUDATensor, accumulate: Bool, _ s: MoEShape,
+                    blas: BLASLtMatmul) throws {
         let (d, f, e) = (s.dim, s.hidden, s.experts)
         var bounds = [Int32](repeating: 0, count: e + 1)
         try bounds.withUnsafeMutableBytes { raw in
@@ -87,7 +89,8 @@ extension CUDABackend {
         }
         guard total > 0 else {
             // No valid pair: the mixture is zero for every token.
-            try combine(y: 0, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e)
+            try combine(y: 0, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e,
+                        accumulate: accumulate)
             return
         }
         let xs = try scratch(.moeGathered, bytes: total * d * 2)   // (rows, D) bf16
@@ -111,6 +114,7 @@ extension CUDABackend {
             try blas.multiply(p, x: g + CUdeviceptr(b.start * f * 2), weight: w2.pointer + CUdeviceptr(i * d * f * 2),
                               out: y + CUdeviceptr(b.start * d * 4), workspace: workspace, stream: stream)
         }
-        try combine(y: y, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e, rowOf: rowOf)
+        try combine(y: y, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e, rowOf: rowOf,
+                    accumulate: accumulate)
     }
 }

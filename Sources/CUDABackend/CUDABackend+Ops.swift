@@ -44,13 +44,8 @@ extension CUDABackend {
         try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
         guard rows > 0, outDim > 0 else { return }
         if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, rows * inDim * 4 <= 160 * 1024, decodeKernels {
-            // The kernel stages x ⊙ norm (rows, inDim) f32 in dynamic shared memory (gemv.cu).
             let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
-            let staged = rows * inDim * 4
-            if staged > 48 * 1024 {
-                try device.api.check(device.api.cuFuncSetAttribute(try kernels.function(kernel), 8, Int32(staged)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
-                                     "cuFuncSetAttribute(\(kernel.symbol), \(staged) bytes shared)")
-            }
+            let staged = try normStaging(kernel, rows: rows, inDim: inDim)
             let (grid, split) = gemvGrid(outputs: outDim)
             try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true,
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
@@ -65,9 +60,20 @@ extension CUDABackend {
         try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
     }
 
+    /// Dynamic shared memory of a normed GEMV (gemv.cu stages x ⊙ norm, (rows, inDim) f32),
+    /// raising the kernel's limit past the 48 KiB default where needed.
+    func normStaging(_ kernel: Kernel, rows: Int, inDim: Int) throws -> Int {
+        let bytes = rows * inDim * 4
+        if bytes > 48 * 1024 {
+            try device.api.check(device.api.cuFuncSetAttribute(try kernels.function(kernel), 8, Int32(bytes)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
+                                 "cuFuncSetAttribute(\(kernel.symbol), \(bytes) bytes shared)")
+        }
+        return bytes
+    }
+
     /// Grid and warps per row of a GEMV with `outputs` rows: enough blocks for `gemvBlocksPerSM`
     /// per SM, short matrices splitting each row over up to 8 warps.
-    private func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
+    func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
         var split = 1
         while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
         let rowsPerBlock = 8 / split
@@ -87,8 +93,8 @@ extension CUDABackend {
     /// x (T, K) times the weight into `outputs` columns of out: one GEMV launch for ≤ 4 rows of
     /// bf16 (store or accumulate); otherwise a general product (cuBLASLt or SIMT) plus, where the mode needs
     /// it and the product cannot do it itself, one elementwise pass over a scratch result.
-    private func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
-                         outputs: Int, _ mode: ProductMode) throws {
+    func product(_ x: CUDATensor, _ weight: CUDATensor, _ out: CUDATensor, rows: Int, inDim: Int,
+                 outputs: Int, _ mode: ProductMode) throws {
         guard rows > 0, outputs > 0 else { return }
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
         if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {

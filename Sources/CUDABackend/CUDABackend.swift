@@ -358,6 +358,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// Scratch buffers that grow to the largest step seen (no allocation per token after that).
     enum ScratchSlot: Hashable {
         case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, moeGate, moeUp, moeGathered, moeRowOf, blasWorkspace, attnMax, attnSum, attnAcc, productOut, normed
+        case moeIDs, moeWeights, moeNormed, moeLogits
     }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {

@@ -39,6 +39,9 @@ enum Kernel: Hashable, Sendable {
     /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
     /// (`gemvNorm`, and `gemvNormSwiGLU` with the SwiGLU epilogue).
     case gemv(Int), gemvAdd(Int), gemvNorm(Int), gemvNormSwiGLU(Int), moeGemvGateUp, moeGemvDown, attentionMerge
+    /// `gemvNorm` that also writes the normed rows (the MoE router), and routing + counting sort
+    /// in one single-warp launch for decode steps (moe.cu).
+    case gemvNormEmit(Int), moeRouteSort
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
@@ -53,11 +56,11 @@ enum Kernel: Hashable, Sendable {
         case .swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
         case .rmsNorm: return .rmsnorm
         case .matmul: return .matmul
-        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
+        case .moeGateUp, .moeDown, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
-        case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .moeGemvGateUp, .moeGemvDown: return .gemv
+        case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         }
     }
 
@@ -89,6 +92,8 @@ enum Kernel: Hashable, Sendable {
         case .gemvNormSwiGLU(let rows): return "gemv_norm_swiglu_bf16_r\(rows)"
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
+        case .gemvNormEmit(let rows): return "gemv_norm_emit_bf16_r\(rows)"
+        case .moeRouteSort: return "moe_route_sort"
         case .attentionMerge: return "attention_merge"
         case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
         case .moeMMADown(let m): return "moe_mma_down_m\(m)_bf16"
@@ -103,11 +108,11 @@ enum Kernel: Hashable, Sendable {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
         var list: [Kernel] = [.swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16,
                               .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded,
-                              .moeGemvGateUp, .moeGemvDown, .attentionMerge,
+                              .moeRouteSort, .moeGemvGateUp, .moeGemvDown, .attentionMerge,
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
-        for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r)] }
+        for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t)] }
         return list
     }

@@ -21,15 +21,10 @@ struct StepBuffers<Backend: ComputeBackend> {
     let logitRows: Backend.Tensor     // (T) i32 rows of x whose logits are wanted
 
     let x: Backend.Tensor             // (T, D) residual stream
-    let h: Backend.Tensor             // (T, D) normed input of the MoE block
     let qkv: Backend.Tensor           // (T, (H + 2G)·Dh) joined projection
     let q: Backend.Tensor             // (T, H·Dh) roped queries
     let attn: Backend.Tensor          // (T, H·Dh)
-    let blockOut: Backend.Tensor      // (T, D) MoE output before the residual add
     let gate: Backend.Tensor          // (T, F) dense silu(w1·h)·(w3·h)
-    let routerLogits: Backend.Tensor? // (T, E)
-    let expertIDs: Backend.Tensor?    // (T, K) i32
-    let expertWeights: Backend.Tensor? // (T, K) f32
     let gathered: Backend.Tensor      // (T, D) rows that produce logits
     let logits: Backend.Tensor        // (T, V)
 
@@ -46,22 +41,11 @@ struct StepBuffers<Backend: ComputeBackend> {
         blockTables = try backend.makeIndices(maxSequences * maxBlocksPerSequence)
         logitRows = try backend.makeIndices(t)
         x = try backend.makeActivation([t, c.dim])
-        h = try backend.makeActivation([t, c.dim])
         qkv = try backend.makeActivation([t, (c.nHeads + 2 * c.nKVHeads) * c.headDim])
         q = try backend.makeActivation([t, c.nHeads * c.headDim])
         attn = try backend.makeActivation([t, c.nHeads * c.headDim])
-        blockOut = try backend.makeActivation([t, c.dim])
-        if let moe = c.moe {
-            gate = try backend.makeActivation([1])
-            routerLogits = try backend.makeActivation([t, moe.numExperts])
-            expertIDs = try backend.makeIndices(t * moe.numExpertsPerTok)
-            expertWeights = try backend.makeActivation([t, moe.numExpertsPerTok])
-        } else {
-            gate = try backend.makeActivation([t, c.hiddenDim])
-            routerLogits = nil
-            expertIDs = nil
-            expertWeights = nil
-        }
+        // A MoE layer's temporaries (normed x, router logits, routing) live in the backend's scratch.
+        gate = try backend.makeActivation(c.moe == nil ? [t, c.hiddenDim] : [1])
         gathered = try backend.makeActivation([t, c.dim])
         logits = try backend.makeActivation([t, c.vocabSize])
     }

@@ -46,7 +46,8 @@ public protocol LanguageModel: AnyObject, Sendable {
 /// ```
 /// normedMatmul(wqkv), ropeAppendKV, attention, matmulAdd(wo), normedMatmul(w13, gated), matmulAdd(w2)
 /// ```
-/// then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
+/// and a MoE layer replaces the last two with one `normedMoE` (norm, router, routing, experts and
+/// residual add inside), then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
 public final class Transformer<Backend: ComputeBackend>: LanguageModel, @unchecked Sendable {
     // @unchecked: `forward` mutates the step buffers and KV pools; the scheduler calls it from
     // one thread at a time (the engine's step loop), which is the documented contract.
@@ -132,16 +133,12 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
                                         rows: T, inDim: D, outDim: F, gated: true)                    // (T, F)
                     try be.matmulAdd(b.gate, weight: w2, into: b.x, rows: T, inDim: F, outDim: D)      // x += ·w2ᵀ
                 case let .moe(gate, w1, w2, w3):
-                    try be.rmsNorm(b.x, weight: w.ffnNorm, eps: c.normEps, out: b.h, rows: T, dim: D)   // (T, D)
-                    guard let moe = c.moe, let router = b.routerLogits, let ids = b.expertIDs,
-                          let gw = b.expertWeights else { throw BackendError.unsupported("MoE weights without MoE config") }
-                    let E = moe.numExperts, K = moe.numExpertsPerTok
-                    try be.matmul(b.h, weight: gate, out: router, rows: T, inDim: D, outDim: E)   // (T, E)
-                    // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
-                    try be.moeRoute(logits: router, ids: ids, weights: gw, rows: T, experts: E, topK: K)
-                    try be.moeExperts(b.h, w1: w1, w2: w2, w3: w3, ids: ids, weights: gw, out: b.blockOut,
-                                      rows: T, dim: D, hidden: F, experts: E, topK: K)
-                    try be.add(b.x, b.blockOut, count: T * D)
+                    guard let moe = c.moe else { throw BackendError.unsupported("MoE weights without MoE config") }
+                    // x += Σ_k softmax(top-k router logits)_k · expert_k(rmsNorm(x)): top-k first, then
+                    // softmax over the k chosen (Mixtral's order), all inside the op.
+                    try be.normedMoE(b.x, norm: w.ffnNorm, eps: c.normEps, router: gate, w1: w1, w2: w2, w3: w3,
+                                     into: b.x, rows: T, dim: D, hidden: F, experts: moe.numExperts,
+                                     topK: moe.numExpertsPerTok)                                       // (T, D)
                 }
             }
             try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)

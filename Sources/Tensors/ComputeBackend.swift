@@ -100,6 +100,18 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// x, out (T, D); w1, w3 (E, F, D); w2 (E, D, F) — each a stacked upload.
     func moeExperts(_ x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor, ids: Tensor, weights: Tensor,
                     out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
+    /// The whole mixture-of-experts feed-forward of a layer, added into the residual:
+    /// out[t] += Σ_k weights[t,k] · w2[e] · (silu(w1[e]·x̂[t]) * (w3[e]·x̂[t])), e = ids[t,k], where
+    /// x̂ = rmsNorm(x; norm, eps), logits = x̂ · routerᵀ (T, E), and ids, weights = `moeRoute` of
+    /// the logits (top-k, *then* softmax over the k chosen; ties → lower index).
+    /// Why one op: the router, the routing and the residual add belong to the block, and a GPU
+    /// can then merge launches at decode sizes (the router GEMV also writes x̂; routing and the
+    /// grouping sort are one launch; the combine adds into the residual) with the norm, logits,
+    /// ids and weights kept in its own scratch. x may be `out` (the forward pass passes the
+    /// residual stream as both). x, out (T, D); norm (D); router (E, D); w1, w3 (E, F, D);
+    /// w2 (E, D, F), stacked uploads.
+    func normedMoE(_ x: Tensor, norm: Tensor, eps: Float, router: Tensor, w1: Tensor, w2: Tensor, w3: Tensor,
+                   into out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
     /// out[s] = x[rows[s]] for s < count. x (T, D), rows (S) i32, out (S, D).
     func gatherRows(_ x: Tensor, rows: Tensor, out: Tensor, count: Int, dim: Int) throws
 }

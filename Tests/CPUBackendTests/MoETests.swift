@@ -115,4 +115,64 @@ import Testing
                                rows: 1, dim: 8, hidden: 4, experts: 2, topK: 2)
         }
     }
+
+    /// normedMoE = x + Σ_k w · expert(rmsNorm(x)) with the router's top-k-then-softmax, against
+    /// the float64 reference; x and out the same buffer (as the forward pass calls it) or not.
+    @Test(arguments: [true, false])
+    func normedMoEMatchesReference(aliased: Bool) throws {
+        let cpu = CPUBackend()
+        var random = SeededRandom(seed: aliased ? 303 : 304)
+        for (rows, dim, hidden, experts, topK) in [(1, 32, 24, 8, 2), (5, 40, 16, 4, 2), (12, 24, 20, 5, 3)] {
+            let w1 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: .bf16, scale: 0.5) }
+            let w2 = (0..<experts).map { _ in TestWeight(&random, shape: [dim, hidden], dtype: .bf16, scale: 0.5) }
+            let w3 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: .bf16, scale: 0.5) }
+            let router = TestWeight(&random, shape: [experts, dim], dtype: .bf16, scale: 1)
+            let norm = TestWeight(&random, shape: [dim], dtype: .bf16, scale: 1)
+            let xValues = random.floats(rows * dim, scale: 2)
+            let start = aliased ? xValues : random.floats(rows * dim)
+
+            let x = try cpu.makeActivation([rows, dim])
+            try cpu.write(xValues, to: x)
+            let out = aliased ? x : try cpu.makeActivation([rows, dim])
+            if !aliased { try cpu.write(start, to: out) }
+            try cpu.normedMoE(x, norm: try cpu.upload(norm.host), eps: 1e-5, router: try cpu.upload(router.host),
+                              w1: try cpu.upload(stacking: w1.map(\.host)), w2: try cpu.upload(stacking: w2.map(\.host)),
+                              w3: try cpu.upload(stacking: w3.map(\.host)), into: out,
+                              rows: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
+
+            let normed = Reference.rmsNorm(xValues.map(Double.init), norm.values, eps: 1e-5, rows: rows, dim: dim)
+            let logits = Reference.matmul(normed, router.values, rows: rows, inDim: dim, outDim: experts)
+            let routes = Reference.route(logits, experts: experts, topK: topK)
+            var expected = start.map(Double.init)
+            for t in 0..<rows {
+                let xt = Array(normed[t * dim..<(t + 1) * dim])
+                for (e, weight) in zip(routes[t].0, routes[t].1) {
+                    let y = Reference.expert(xt, w1: w1[e].values[...], w2: w2[e].values[...], w3: w3[e].values[...],
+                                             dim: dim, hidden: hidden)
+                    for d in 0..<dim { expected[t * dim + d] += weight * y[d] }
+                }
+            }
+            let got = try cpu.readFloats(out, count: rows * dim)
+            // Compare the mixture alone (out − out₀), so the residual cannot hide an error in it.
+            let error = normalisedError(zip(got, start).map { $0 - $1 }, zip(expected, start).map { $0 - Double($1) })
+            #expect(error <= 1e-5, "normedMoE T=\(rows) D=\(dim) F=\(hidden) E=\(experts) K=\(topK) aliased=\(aliased): \(error)")
+        }
+    }
+
+    @Test func normedMoERejectsBadShapes() throws {
+        let cpu = CPUBackend()
+        var random = SeededRandom(seed: 305)
+        let w = try cpu.upload(stacking: (0..<2).map { _ in TestWeight(&random, shape: [4, 8], dtype: .bf16).host })
+        let w2 = try cpu.upload(stacking: (0..<2).map { _ in TestWeight(&random, shape: [8, 4], dtype: .bf16).host })
+        let router = try cpu.upload(TestWeight(&random, shape: [2, 8], dtype: .bf16).host)
+        let norm = try cpu.upload(TestWeight(&random, shape: [8], dtype: .bf16).host)
+        let x = try cpu.makeActivation([1, 8])
+        try cpu.write(random.floats(8), to: x)
+        for (experts, topK) in [(2, 0), (2, 3), (3, 2)] {   // top-0, top-3 of 2, a router/stack of 2 for 3 experts
+            #expect(throws: BackendError.self) {
+                try cpu.normedMoE(x, norm: norm, eps: 1e-5, router: router, w1: w, w2: w2, w3: w, into: x,
+                                  rows: 1, dim: 8, hidden: 4, experts: experts, topK: topK)
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@
 // aligned rows (the host checks). Grid ceil(N * split / 8) blocks of 256 threads.
 // gemv_add_bf16_rR: out += x · Wᵀ. gemv_norm_bf16_rR: out = rmsNorm(x; g, eps) · Wᵀ (g bf16 (K)),
 // the norm computed inside the product. gemv_norm_swiglu_bf16_rR: W = [w1; w3] (2N, K), out (R, N)
-// = silu(rmsNorm(x) · w1ᵀ) * (rmsNorm(x) · w3ᵀ).
+// = silu(rmsNorm(x) · w1ᵀ) * (rmsNorm(x) · w3ᵀ). gemv_norm_emit_bf16_rR: gemv_norm that also writes
+// rmsNorm(x) (R, K) (the MoE router: the expert kernels read the normed rows).
 //
 // moe_gemv_*: the same for the MoE experts at small batch (see the section at the end): grid
 // (blocks of rows, min(E, P)); a block serves one touched expert's pairs (sorted by moe_sort) for its rows,
@@ -101,9 +102,12 @@ __device__ __forceinline__ void gemv_prologue() {
 // first stages x ⊙ g (R, K) f32 in dynamic shared memory and sums x² on the way (1/rms is applied
 // to the dot products at the end), so the weight loop is the plain one: folding g into every
 // weight chunk instead cost 76 registers against 36 (3 resident blocks per SM instead of 6).
-template <int R, int MODE, bool NORM>
+// EMIT (with NORM): block 0 also writes the normed rows, normed (R, K) = rmsNorm(x; g, eps), for a
+// consumer that needs them whole (the MoE router: the experts then read them instead of
+// normalising again).
+template <int R, int MODE, bool NORM, bool EMIT = false>
 __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split,
-                          const bf16_t* g = nullptr, float eps = 0.0f) {
+                          const bf16_t* g = nullptr, float eps = 0.0f, float* normed = nullptr) {
     constexpr int P = MODE == SWIGLU ? 2 : 1;   // products per output: gate and up for SWIGLU
     __shared__ float partial[8][P * R];
     extern __shared__ float4 staged[];          // NORM: (R, K / 4) of x ⊙ g
@@ -173,6 +177,23 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
         else if (MODE == ACCUMULATE) *o += s;
         else *o = silu(s) * u;
     }
+    if (EMIT && blockIdx.x == 0) {
+        // normed[r, k] = x[r, k] * inv_r * g[k], rounded as rmsnorm.cu does ((x · inv) · g); every
+        // thread holds inv from the staging pass. Four floats per thread and step (K % 8 == 0).
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float iv = inv[r];
+            const float4* x4 = reinterpret_cast<const float4*>(x + (long long)r * K);
+            float4* o4 = reinterpret_cast<float4*>(normed + (long long)r * K);
+#pragma unroll 4
+            for (int c = threadIdx.x; c < K / 4; c += blockDim.x) {
+                const float4 v = x4[c];
+                const uint2 gb = __ldg(reinterpret_cast<const uint2*>(g) + c);
+                o4[c] = make_float4(v.x * iv * __uint_as_float(gb.x << 16), v.y * iv * __uint_as_float(gb.x & 0xffff0000u),
+                                    v.z * iv * __uint_as_float(gb.y << 16), v.w * iv * __uint_as_float(gb.y & 0xffff0000u));
+            }
+        }
+    }
 }
 
 #define GEMV(R) \
@@ -185,7 +206,10 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
     { gemv_impl<R, STORE, true>(x, w, out, K, N, split, g, eps); } \
     extern "C" __global__ void __launch_bounds__(256) gemv_norm_swiglu_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, \
                                                                                  int split, const bf16_t* g, float eps) \
-    { gemv_impl<R, SWIGLU, true>(x, w, out, K, N, split, g, eps); }
+    { gemv_impl<R, SWIGLU, true>(x, w, out, K, N, split, g, eps); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_norm_emit_bf16_r##R(const float* x, const bf16_t* w, float* out, int K, int N, \
+                                                                               int split, const bf16_t* g, float eps, float* normed) \
+    { gemv_impl<R, STORE, true, true>(x, w, out, K, N, split, g, eps, normed); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
 // ---------------------------------------------------------------------------------------------
@@ -366,3 +390,4 @@ extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_bf16(
 extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
     const float* h, const bf16_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts)
 { moe_gemv_down_impl<4, 4>(h, w2, offsets, sorted, y, dim, hidden, experts); }
+

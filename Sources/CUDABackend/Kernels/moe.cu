@@ -59,6 +59,69 @@ extern "C" __global__ void moe_sort(const int* ids, int pairs, int experts, int*
     }
 }
 
+// Mixtral routing and the counting sort by expert, by one warp, for P = T·K ≤ 32 pairs and E ≤ 32
+// experts; `logits` (T, E) may be in shared memory. ids, weights (P) are what
+// moe_route_f32 writes (top-k of the logits, *then* softmax over the k chosen: Mixtral's order;
+// ties → the lower expert index, as torch.topk); offsets (E+1) and sorted (P) what moe_sort
+// writes, except that an expert's pairs come in pair order (moe_sort's order is arbitrary).
+// Example, T 2, K 2, E 4, ids [[2, 0], [2, 3]] (pairs 0..3): offsets [0, 1, 1, 3, 4],
+// sorted [1, 0, 2, 3] (expert 0: pair 1; expert 2: pairs 0, 2; expert 3: pair 3).
+__device__ void warp_route_sort(const float* logits, int rows, int experts, int topK,
+                                int* ids, float* weights, int* offsets, int* sorted) {
+    const int lane = threadIdx.x & 31, pairs = rows * topK;
+    if (lane < rows) {
+        const float* l = logits + lane * experts;
+        int* id = ids + lane * topK;
+        float* w = weights + lane * topK;
+        unsigned taken = 0u;
+        for (int k = 0; k < topK; ++k) {
+            int best = -1;
+            float bv = 0.0f;
+            for (int e = 0; e < experts; ++e) {
+                if ((taken >> e) & 1u) continue;
+                const float v = l[e];
+                if (best < 0 || v > bv) { best = e; bv = v; }   // strictly greater: lower index wins a tie
+            }
+            taken |= 1u << best;
+            id[k] = best;
+            w[k] = bv;
+        }
+        // Softmax over the k chosen logits (the first is the largest), as moe_route_f32.
+        float mx = w[0], sum = 0.0f;
+        for (int k = 0; k < topK; ++k) { float e = expf(w[k] - mx); w[k] = e; sum += e; }
+        for (int k = 0; k < topK; ++k) w[k] /= sum;
+    }
+    __syncwarp();
+    const int id = lane < pairs ? ids[lane] : -1;
+    const unsigned below = (1u << lane) - 1u;
+    int run = 0;
+    for (int e = 0; e < experts; ++e) {
+        const unsigned m = __ballot_sync(0xffffffffu, id == e);
+        if (lane == 0) offsets[e] = run;
+        if (id == e) sorted[run + __popc(m & below)] = lane;
+        run += __popc(m);
+    }
+    if (lane == 0) offsets[experts] = run;
+    __syncwarp();
+}
+
+// moe_route_f32 and moe_sort in one launch for decode steps (P = T·K ≤ 32, E ≤ 32; the host
+// checks): one warp, everything in shared memory (the logits, ≤ 1024 floats, loaded with all
+// loads in flight), then ids, weights (T, K), offsets (E+1) and sorted (P) written once. Saves a
+// launch and moe_route_f32's global-memory re-reads (3.3 + 2.0 µs on an H200 for the pair).
+extern "C" __global__ void __launch_bounds__(32) moe_route_sort(const float* logits, int* ids, float* weights,
+                                                                int* offsets, int* sorted, int rows, int experts, int topK) {
+    __shared__ float sLogits[32 * 32];                 // (T, E)
+    __shared__ float sWeights[32];                     // (P)
+    __shared__ int sIds[32], sSorted[32], sOffsets[33];
+    const int lane = threadIdx.x, pairs = rows * topK;
+    for (int i = lane; i < rows * experts; i += 32) sLogits[i] = logits[i];
+    __syncwarp();
+    warp_route_sort(sLogits, rows, experts, topK, sIds, sWeights, sOffsets, sSorted);
+    if (lane < pairs) { ids[lane] = sIds[lane]; weights[lane] = sWeights[lane]; sorted[lane] = sSorted[lane]; }
+    for (int e = lane; e <= experts; e += 32) offsets[e] = sOffsets[e];
+}
+
 // h[p] = silu(w1[e] · x[t]) * (w3[e] · x[t]) for the pairs p = (t, k) routed to expert e.
 // Grid (ceil(F/BN), ceil(P/BM), E): block (n, r, e) takes rows r*BM.. of expert e's pairs and
 // exits at once when the expert has fewer (the bound is not known on the host: no sync).
