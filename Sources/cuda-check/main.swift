@@ -81,7 +81,7 @@ do {
                 cuda.moePath = moe
                 say("== moeExperts with the \(moe.rawValue) path pinned")
                 var pinned = BackendConformance(test: cuda, reference: cpu, seed: seed)
-                let r = pinned.runAll(only: ["moeExperts"]) { say("  \($0)") }
+                let r = pinned.runAll(only: ["moeExperts", "normedMoE"]) { say("  \($0)") }
                 failures += r.filter { !$0.passed }.count
                 total += r.count
             }
