@@ -113,13 +113,13 @@ extension CUDABackend {
             return
         }
         try rmsNorm(x, weight: norm, eps: eps, out: normed, rows: rows, dim: dim)
-        // The router product with f32 activations (the SIMT kernel, any step size): routing is a
-        // discrete choice, and a bf16-narrowed x (the cuBLASLt operand) flips near-tied experts
-        // against the f32 reference (measured: one token of 40 routed differently, H200). E
-        // outputs per token make this product tiny next to the experts.
-        try launch(.matmul(router.dtype), grid: ((experts + 63) / 64, (rows + 31) / 32, 1),
+        // The router product with f32 activations at every step size (moe_router_*): routing is a
+        // discrete choice, and a bf16-narrowed x (the cuBLASLt operand) flipped a near-tied expert
+        // against the f32 reference (H200 conformance, T 40). (The general SIMT tile kernel was
+        // tried first: 2 blocks at T = 64, ≈ 300 µs per layer of k-tile latency, H100.)
+        try launch(.moeRouter(router.dtype), grid: (rows, 1, 1),
                    [.pointer(normed.pointer), .pointer(router.pointer), .pointer(logits.pointer),
-                    .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(experts))])
+                    .int32(Int32(dim)), .int32(Int32(experts))])
         // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
         try moeRoute(logits: logits, ids: ids, weights: weights, rows: rows, experts: experts, topK: topK)
         try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,

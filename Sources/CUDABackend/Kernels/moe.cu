@@ -180,7 +180,28 @@ __device__ void moe_down_impl(const float* h, const typename W::T* w2, const int
         }
 }
 
+// Router logits with f32 activations: logits (T, E) = x (T, D) f32 · W (E, D)ᵀ (weight dtype).
+// Routing is a discrete choice, so x is not narrowed to bf16 here (that flips near-tied experts
+// against the f32 reference). One block of 8 warps per token; warp w takes experts w, w + 8, …,
+// its lanes striding D (coalesced); W (E·D, 64 KB at Mixtral shapes) stays in L2 for all blocks.
+template <class W>
+__device__ void moe_router_impl(const float* x, const typename W::T* w, float* logits, int dim, int experts) {
+    const int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* xr = x + (long long)t * dim;
+    for (int e = warp; e < experts; e += blockDim.x >> 5) {
+        const typename W::T* we = w + (long long)e * dim;
+        float s = 0.0f;
+#pragma unroll 8
+        for (int k = lane; k < dim; k += 32) s += W::load(we, k) * xr[k];
+        s = warp_sum(s);
+        if (lane == 0) logits[(long long)t * experts + e] = s;
+    }
+}
+
 #define MOE(S, W) \
+    extern "C" __global__ void __launch_bounds__(256) moe_router_##S(const float* x, const W::T* w, float* logits, \
+        int dim, int experts) \
+    { moe_router_impl<W>(x, w, logits, dim, experts); } \
     extern "C" __global__ void __launch_bounds__(256) moe_gate_up_##S(const float* x, const W::T* w1, const W::T* w3, \
         const int* offsets, const int* sorted, float* h, int dim, int hidden, int topK) \
     { moe_gate_up_impl<W>(x, w1, w3, offsets, sorted, h, dim, hidden, topK); } \
