@@ -81,13 +81,13 @@ let cudaAvailability: CUDAAvailability = {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".cu") }
         let text = try files.map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
         for symbol in CUDABackend.kernelSymbols {
-            let direct = text.contains("void \(symbol)(") || text.contains("void __launch_bounds__(256) \(symbol)(")
+            let direct = text.contains("void \(symbol)(") || ["32", "256"].contains { text.contains("void __launch_bounds__(\($0)) \(symbol)(") }
             // Macro-generated: name_##S with S in bf16/f16/f32, gemv_bf16_r##R with R 1...4, or
             // attention_prefill_d##DH.
             let parts = symbol.split(separator: "_")
             let stem = parts.dropLast().joined(separator: "_")
             let viaWeightMacro = ["bf16", "f16", "f32"].contains(String(parts.last ?? "")) && text.contains("\(stem)_##S(")
-            let viaRowMacro = ["gemv_bf16_r", "gemv_add_bf16_r", "gemv_norm_bf16_r", "gemv_norm_swiglu_bf16_r"].contains { prefix in
+            let viaRowMacro = ["gemv_bf16_r", "gemv_add_bf16_r", "gemv_norm_bf16_r", "gemv_norm_swiglu_bf16_r", "gemv_norm_emit_bf16_r"].contains { prefix in
                 symbol.hasPrefix(prefix) && text.contains("\(prefix)##R(")
             }
             // Tensor-core MoE: MOE_MMA_GATE_UP(m32_bf16, …) defines moe_mma_gate_up_m32_bf16.
