@@ -211,11 +211,12 @@ extension CUDABackend {
     /// (P) i32 when non-zero, else e·denseRows + t when denseRows > 0, else the pair index.
     /// `accumulate` adds onto out (the residual stream) instead of overwriting it.
     func combine(y: CUdeviceptr, ids: CUDATensor, weights: CUDATensor, out: CUDATensor, rows: Int, dim: Int,
-                 topK: Int, experts: Int, rowOf: CUdeviceptr = 0, denseRows: Int = 0, accumulate: Bool = false) throws {
+                 topK: Int, experts: Int, rowOf: CUdeviceptr = 0, denseRows: Int = 0, accumulate: Bool = false,
+                 yBF16: Bool = false) throws {
         try launch(.moeCombine, grid: gridFor(rows * dim),
                    [.pointer(y), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(out.pointer),
                     .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(topK)), .int32(Int32(experts)),
-                    .pointer(rowOf), .int32(Int32(denseRows)), .int32(accumulate ? 1 : 0)])
+                    .pointer(rowOf), .int32(Int32(denseRows)), .int32(accumulate ? 1 : 0), .int32(yBF16 ? 1 : 0)])
     }
 
     /// Launches a tensor-core expert kernel: mTiles · (outDim / tile.n) one-dimensional blocks

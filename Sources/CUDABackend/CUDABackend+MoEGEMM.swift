@@ -6,8 +6,9 @@ import Tensors
 /// every expert is touched and the work is a weight stream, and prefill, where each expert sees
 /// hundreds of tokens and the work is GEMM-rate bound.
 ///
-/// Both keep the gate and up products in bf16 (G, U), form h = silu(G)·U in bf16, and leave the
-/// down product y in f32 for the routed sum (`combine`), as vLLM's fused-MoE caches do.
+/// Both keep the gate and up products in bf16 (G, U) and form h = silu(G)·U in bf16, as vLLM's
+/// fused-MoE caches do; the down product y is f32 in the dense path and bf16 in the grouped one
+/// (at prefill y is the largest write of the chain), summed in f32 by `combine`.
 struct MoEShape {
     let tokens: Int, dim: Int, hidden: Int, experts: Int, topK: Int
     var pairs: Int { tokens * topK }
@@ -97,7 +98,7 @@ extension CUDABackend {
         let rowOf = try scratch(.moeRowOf, bytes: s.pairs * 4)     // (P) i32
         let g = try scratch(.moeGate, bytes: total * f * 2)        // (rows, F) bf16: G, then h in place
         let u = try scratch(.moeUp, bytes: total * f * 2)          // (rows, F) bf16
-        let y = try scratch(.moeOut, bytes: total * d * 4)         // (rows, D) f32
+        let y = try scratch(.moeOut, bytes: total * d * 2)         // (rows, D) bf16
         let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
         try launch(.moeGatherPadded, grid: (total, 1, 1), block: (128, 1, 1),
                    [.pointer(xb), .pointer(offsets), .pointer(sorted), .pointer(xs), .pointer(rowOf),
@@ -110,11 +111,11 @@ extension CUDABackend {
         }
         try launch(.swigluBF16, grid: gridFor(total * f / 8), [.pointer(g), .pointer(u), .pointer(g), .int64(Int64(total * f))])
         for (i, b) in blocks.enumerated() where b.rows > 0 {
-            let p = BLASLtMatmul.Problem(rows: b.rows, inDim: f, outDim: d)
+            let p = BLASLtMatmul.Problem(rows: b.rows, inDim: f, outDim: d, bf16Output: true)
             try blas.multiply(p, x: g + CUdeviceptr(b.start * f * 2), weight: w2.pointer + CUdeviceptr(i * d * f * 2),
-                              out: y + CUdeviceptr(b.start * d * 4), workspace: workspace, stream: stream)
+                              out: y + CUdeviceptr(b.start * d * 2), workspace: workspace, stream: stream)
         }
         try combine(y: y, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e, rowOf: rowOf,
-                    accumulate: accumulate)
+                    accumulate: accumulate, yBF16: true)
     }
 }

@@ -53,7 +53,27 @@ extension CUDABackend {
                         .pointer(norm.pointer), .float(eps)])
             return
         }
-        // Larger steps: the norm into a scratch activation, then the product.
+        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+            // Larger steps through cuBLASLt: the norm writes its bf16 operand directly (one narrow
+            // pass instead of an f32 write, a read and a convert).
+            let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
+            let threads = min(1024, max(32, ((inDim + 3) / 4 + 31) / 32 * 32))
+            try launch(.rmsNormToBF16(norm.dtype), grid: (rows, 1, 1), block: (threads, 1, 1),
+                       [.pointer(x.pointer), .pointer(norm.pointer), .pointer(xb), .int32(Int32(inDim)), .float(eps)])
+            let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
+            if !gated {
+                try blas.multiply(x: xb, weight: weight.pointer, out: out.pointer, rows: rows, inDim: inDim, outDim: outDim,
+                                  workspace: workspace, stream: stream)
+                return
+            }
+            let both = try scratch(.productOut, bytes: rows * weightRows * 4)   // (T, 2F): gate | up
+            try blas.multiply(x: xb, weight: weight.pointer, out: both, rows: rows, inDim: inDim, outDim: weightRows,
+                              workspace: workspace, stream: stream)
+            try launch(.swigluSplit, grid: gridFor(rows * outDim),
+                       [.pointer(both), .pointer(out.pointer), .int32(Int32(rows)), .int32(Int32(outDim))])
+            return
+        }
+        // Otherwise: the norm into a scratch activation, then the product.
         let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
                            dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
         try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)

@@ -33,7 +33,7 @@ enum KernelFile: String, CaseIterable, Sendable {
 /// (their exported names end in _bf16, _f16 or _f32).
 enum Kernel: Hashable, Sendable {
     case swiglu, swigluSplit, swigluBF16, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
-    case embed(DType), rmsNorm(DType), matmul(DType), moeGateUp(DType), moeDown(DType), moeRouter(DType)
+    case embed(DType), rmsNorm(DType), rmsNormToBF16(DType), matmul(DType), moeGateUp(DType), moeDown(DType), moeRouter(DType)
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine, moeGatherPadded
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
     /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
@@ -54,7 +54,7 @@ enum Kernel: Hashable, Sendable {
     var file: KernelFile {
         switch self {
         case .swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
-        case .rmsNorm: return .rmsnorm
+        case .rmsNorm, .rmsNormToBF16: return .rmsnorm
         case .matmul: return .matmul
         case .moeGateUp, .moeDown, .moeRouter, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
@@ -76,6 +76,7 @@ enum Kernel: Hashable, Sendable {
         case .convertFromBF16: return "convert_bf16_to_f32"
         case .embed(let t): return "embed_\(t.rawValue)"
         case .rmsNorm(let t): return "rmsnorm_\(t.rawValue)"
+        case .rmsNormToBF16(let t): return "rmsnorm_to_bf16_\(t.rawValue)"
         case .matmul(let t): return "matmul_\(t.rawValue)"
         case .moeGateUp(let t): return "moe_gate_up_\(t.rawValue)"
         case .moeRouter(let t): return "moe_router_\(t.rawValue)"
@@ -114,7 +115,7 @@ enum Kernel: Hashable, Sendable {
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
-        for t in weightTypes { list += [.embed(t), .rmsNorm(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t)] }
+        for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t)] }
         return list
     }
 }

@@ -241,10 +241,11 @@ extern "C" __global__ void moe_gather_padded(const bf16_t* xb, const int* offset
 // out[t] (+)= Σ_k weights[t, k] · y[row(t*K + k)]; a pair with an invalid expert id contributes
 // nothing. row(p) = rowOf[p] when given (grouped GEMM path: padded per-expert blocks), else
 // e*denseRows + t when denseRows > 0 (dense path: y is (E, T, D)), else p (y is (P, D)).
-// accumulate != 0 adds onto out (the residual) instead of overwriting it.
+// accumulate != 0 adds onto out (the residual) instead of overwriting it. yBF16 != 0: y holds
+// bf16 values (the grouped cuBLASLt path halves its largest write that way).
 extern "C" __global__ void moe_combine(const float* y, const int* ids, const float* weights, float* out,
                                        int rows, int dim, int topK, int experts,
-                                       const int* rowOf, int denseRows, int accumulate) {
+                                       const int* rowOf, int denseRows, int accumulate, int yBF16) {
     long long n = (long long)rows * dim;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         long long t = i / dim, d = i % dim;
@@ -254,7 +255,7 @@ extern "C" __global__ void moe_combine(const float* y, const int* ids, const flo
             int e = ids[p];
             if (e < 0 || e >= experts) continue;
             long long r = rowOf ? (long long)rowOf[p] : (denseRows > 0 ? (long long)e * denseRows + t : p);
-            s += weights[p] * y[r * dim + d];
+            s += weights[p] * (yBF16 ? bf16_to_f32(reinterpret_cast<const bf16_t*>(y)[r * dim + d]) : y[r * dim + d]);
         }
         out[i] = accumulate ? out[i] + s : s;
     }
