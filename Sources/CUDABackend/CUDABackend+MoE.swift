@@ -112,6 +112,23 @@ extension CUDABackend {
                         accumulate: true)
             return
         }
+        let tensorPaths = w1.dtype == .bf16 && matmulPath == .cublasLt && blas != nil && device.computeCapability.major >= 8
+            && dim % 8 == 0 && hidden % 8 == 0
+        if norm.dtype == router.dtype, (dim + experts) * 4 <= 48 * 1024 {
+            // Norm, router, routing and the bf16 operand in one launch (moe_norm_route_*); the f32
+            // normed rows only where the SIMT experts will read them.
+            let xb = try scratch(.moeInputBF16, bytes: rows * dim * 2)   // (T, D) bf16
+            try launch(.moeNormRoute(router.dtype), grid: (rows, 1, 1), block: (256, 1, 1), sharedBytes: (dim + experts) * 4,
+                       [.pointer(x.pointer), .pointer(norm.pointer), .float(eps), .pointer(router.pointer),
+                        .int32(Int32(dim)), .int32(Int32(experts)), .int32(Int32(topK)),
+                        .pointer(tensorPaths ? 0 : normed.pointer), .pointer(xb), .pointer(ids.pointer), .pointer(weights.pointer)])
+            try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
+                       [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
+            try groupedExperts(normed, narrowed: tensorPaths ? xb : nil, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                               offsets: offsets, sorted: sorted, h: h, y: y, out: out, accumulate: true, rows: rows, dim: dim,
+                               hidden: hidden, experts: experts, topK: topK)
+            return
+        }
         try rmsNorm(x, weight: norm, eps: eps, out: normed, rows: rows, dim: dim)
         // The router product with f32 activations at every step size (moe_router_*): routing is a
         // discrete choice, and a bf16-narrowed x (the cuBLASLt operand) flipped a near-tied expert
@@ -132,8 +149,9 @@ extension CUDABackend {
     /// The experts past the GEMV sizes (ids/weights routed and offsets/sorted filled by the
     /// caller): for bf16 weights the cuBLASLt paths (`cublasMoEPath`) or the tensor-core kernels,
     /// else the SIMT tile kernels; then out = (or +=, with `accumulate`) the weighted combine.
-    /// x (T, D) f32.
-    private func groupedExperts(_ x: CUDATensor, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor,
+    /// x (T, D) f32, or `narrowed`: x already in bf16 (T, D) for the tensor paths, in which case
+    /// x itself is not read by them.
+    private func groupedExperts(_ x: CUDATensor, narrowed xb: CUdeviceptr? = nil, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor,
                                 ids: CUDATensor, weights: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr,
                                 h: CUdeviceptr, y: CUdeviceptr, out: CUDATensor, accumulate: Bool,
                                 rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
@@ -144,11 +162,11 @@ extension CUDABackend {
             let shape = MoEShape(tokens: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
             switch cublasMoEPath(tokens: rows, mmaFits: mmaFits) {
             case .dense:
-                try moeDense(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                try moeDense(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
                              out: out, accumulate: accumulate, shape, blas: blas)
                 return
             case .grouped:
-                try moeGrouped(narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                try moeGrouped(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
                                offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, blas: blas)
                 return
             case .tensorCore, .automatic:
@@ -157,7 +175,7 @@ extension CUDABackend {
         }
         if tensorPaths, mmaFits {
             // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
-            let xb = try narrowed(x, count: rows * dim)   // (T, D) bf16
+            let xb = try xb ?? narrowed(x, count: rows * dim)   // (T, D) bf16
             let small = pairs <= 256
             let gateUp = small ? MoEMMATile.gateUpSmall : MoEMMATile.gateUpLarge
             let down = small ? MoEMMATile.downSmall : MoEMMATile.downLarge

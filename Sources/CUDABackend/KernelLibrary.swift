@@ -33,7 +33,7 @@ enum KernelFile: String, CaseIterable, Sendable {
 /// (their exported names end in _bf16, _f16 or _f32).
 enum Kernel: Hashable, Sendable {
     case swiglu, swigluSplit, swigluBF16, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
-    case embed(DType), rmsNorm(DType), rmsNormToBF16(DType), matmul(DType), moeGateUp(DType), moeDown(DType), moeRouter(DType)
+    case embed(DType), rmsNorm(DType), rmsNormToBF16(DType), matmul(DType), moeGateUp(DType), moeDown(DType), moeRouter(DType), moeNormRoute(DType)
     case rope, appendKV, attention, moeRoute, moeSort, moeCombine, moeGatherPadded
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
     /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
@@ -56,7 +56,7 @@ enum Kernel: Hashable, Sendable {
         case .swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
         case .rmsNorm, .rmsNormToBF16: return .rmsnorm
         case .matmul: return .matmul
-        case .moeGateUp, .moeDown, .moeRouter, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
+        case .moeGateUp, .moeDown, .moeRouter, .moeNormRoute, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
         case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
@@ -80,6 +80,7 @@ enum Kernel: Hashable, Sendable {
         case .matmul(let t): return "matmul_\(t.rawValue)"
         case .moeGateUp(let t): return "moe_gate_up_\(t.rawValue)"
         case .moeRouter(let t): return "moe_router_\(t.rawValue)"
+        case .moeNormRoute(let t): return "moe_norm_route_\(t.rawValue)"
         case .moeDown(let t): return "moe_down_\(t.rawValue)"
         case .rope: return "rope_f32"
         case .appendKV: return "append_kv_bf16"
@@ -115,7 +116,7 @@ enum Kernel: Hashable, Sendable {
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
-        for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t)] }
+        for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t), .moeNormRoute(t)] }
         return list
     }
 }

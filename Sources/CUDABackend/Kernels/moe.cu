@@ -8,15 +8,10 @@
 // offsets (E+1) i32 = start of each expert's pairs in `sorted` (P) i32.
 #include "tile_gemm.cuh"
 
-// Routing: top-k over the gate logits, *then* softmax over the k chosen logits (Mixtral's order;
-// softmax-then-top-k gives different weights). Ties pick the lower expert index, as torch.topk.
-// One thread per token.
-extern "C" __global__ void moe_route_f32(const float* logits, int* ids, float* weights, int rows, int experts, int topK) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= rows) return;
-    const float* l = logits + (long long)t * experts;
-    int* id = ids + (long long)t * topK;
-    float* w = weights + (long long)t * topK;
+// Routing of one token: top-k over its gate logits l (E), *then* softmax over the k chosen
+// logits (Mixtral's order; softmax-then-top-k gives different weights). Ties pick the lower expert
+// index, as torch.topk. Writes id (K) and w (K).
+__device__ void route_token(const float* l, int experts, int topK, int* id, float* w) {
     for (int k = 0; k < topK; ++k) {
         int best = -1;
         float bv = 0.0f;
@@ -33,6 +28,13 @@ extern "C" __global__ void moe_route_f32(const float* logits, int* ids, float* w
     float mx = w[0], sum = 0.0f;
     for (int k = 0; k < topK; ++k) { float e = expf(w[k] - mx); w[k] = e; sum += e; }
     for (int k = 0; k < topK; ++k) w[k] /= sum;
+}
+
+// logits (T, E) → ids, weights (T, K). One thread per token.
+extern "C" __global__ void moe_route_f32(const float* logits, int* ids, float* weights, int rows, int experts, int topK) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rows) return;
+    route_token(logits + (long long)t * experts, experts, topK, ids + (long long)t * topK, weights + (long long)t * topK);
 }
 
 // Counting sort of the P pairs by expert, in one block: offsets (E+1) and sorted (P).
@@ -198,7 +200,47 @@ __device__ void moe_router_impl(const float* x, const typename W::T* w, float* l
     }
 }
 
+// The MoE block's opening for steps past the GEMV sizes, one launch instead of four (rmsNorm,
+// router, route, convert): per token (one block of 8 warps) x̂ = rmsNorm(x; g, eps) rounded as
+// rmsnorm.cu ((x · inv) · g), kept in shared memory and written as the experts' bf16 operand xb
+// (and as f32 `normed` when non-null, for the SIMT experts); the router logits from x̂ in f32, as
+// moe_router_*; then top-k and softmax into ids, weights (T, K), as moe_route_f32.
+// Dynamic shared memory (D + E) floats.
+template <class W>
+__device__ void moe_norm_route_impl(const float* x, const typename W::T* g, float eps, const typename W::T* router,
+                                    int dim, int experts, int topK, float* normed, bf16_t* xb, int* ids, float* weights) {
+    extern __shared__ float sh[];
+    float* xn = sh;           // (D)
+    float* lg = sh + dim;     // (E)
+    __shared__ float red[32];
+    const int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* xr = x + (long long)t * dim;
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) { const float v = xr[k]; ss += v * v; }
+    const float inv = rsqrtf(block_sum(ss, red) / (float)dim + eps);
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+        const float n = xr[k] * inv * W::load(g, k);
+        xn[k] = n;
+        xb[(long long)t * dim + k] = f32_to_bf16(n);
+        if (normed) normed[(long long)t * dim + k] = n;
+    }
+    __syncthreads();
+    for (int e = warp; e < experts; e += blockDim.x >> 5) {
+        const typename W::T* we = router + (long long)e * dim;
+        float s = 0.0f;
+#pragma unroll 8
+        for (int k = lane; k < dim; k += 32) s += W::load(we, k) * xn[k];
+        s = warp_sum(s);
+        if (lane == 0) lg[e] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) route_token(lg, experts, topK, ids + (long long)t * topK, weights + (long long)t * topK);
+}
+
 #define MOE(S, W) \
+    extern "C" __global__ void __launch_bounds__(256) moe_norm_route_##S(const float* x, const W::T* g, float eps, \
+        const W::T* router, int dim, int experts, int topK, float* normed, bf16_t* xb, int* ids, float* weights) \
+    { moe_norm_route_impl<W>(x, g, eps, router, dim, experts, topK, normed, xb, ids, weights); } \
     extern "C" __global__ void __launch_bounds__(256) moe_router_##S(const float* x, const W::T* w, float* logits, \
         int dim, int experts) \
     { moe_router_impl<W>(x, w, logits, dim, experts); } \
