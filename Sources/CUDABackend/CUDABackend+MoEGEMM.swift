@@ -94,11 +94,14 @@ extension CUDABackend {
                         accumulate: accumulate)
             return
         }
-        let xs = try scratch(.moeGathered, bytes: total * d * 2)   // (rows, D) bf16
-        let rowOf = try scratch(.moeRowOf, bytes: s.pairs * 4)     // (P) i32
-        let g = try scratch(.moeGate, bytes: total * f * 2)        // (rows, F) bf16: G, then h in place
-        let u = try scratch(.moeUp, bytes: total * f * 2)          // (rows, F) bf16
-        let y = try scratch(.moeOut, bytes: total * d * 2)         // (rows, D) bf16
+        // Sized for the most rows any routing can need (P + E·(pad − 1)), not this call's total: a
+        // size that followed the routing would regrow the buffers (and drop the step graphs) often.
+        let most = s.pairs + e * (pad - 1)
+        let xs = try scratch(.moeGathered, bytes: most * d * 2)   // (rows, D) bf16
+        let rowOf = try scratch(.moeRowOf, bytes: s.pairs * 4)    // (P) i32
+        let g = try scratch(.moeGate, bytes: most * f * 2)        // (rows, F) bf16: G, then h in place
+        let u = try scratch(.moeUp, bytes: most * f * 2)          // (rows, F) bf16
+        let y = try scratch(.moeOut, bytes: most * d * 2)         // (rows, D) bf16
         let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
         try launch(.moeGatherPadded, grid: (total, 1, 1), block: (128, 1, 1),
                    [.pointer(xb), .pointer(offsets), .pointer(sorted), .pointer(xs), .pointer(rowOf),

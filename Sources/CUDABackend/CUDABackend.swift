@@ -371,12 +371,15 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         }
         return try lock.withLock {
             if let s = scratch[slot], s.bytes >= bytes { return s.pointer }
+            var grown = max(bytes, 1 << 16)
             if let old = scratch[slot] {
-                // cuMemFree waits for queued work that may still use the old buffer.
+                // cuMemFree waits for queued work that may still use the old buffer. Growing by at
+                // least half keeps the number of regrowths (each drops the step graphs) logarithmic
+                // when steps grow a little at a time (prompts of rising lengths).
+                grown = max(grown, old.bytes + old.bytes / 2)
                 device.free(old.pointer)
                 scratch[slot] = nil
             }
-            let grown = max(bytes, 1 << 16)
             let p: CUdeviceptr
             do { p = try device.allocate(grown) } catch let e as CUDADriverError where e.isOutOfMemory {
                 throw BackendError.outOfMemory(requestedBytes: grown, detail: "scratch buffer \(slot) on \(device.name)")
