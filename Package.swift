@@ -37,11 +37,16 @@ let package = Package(
                                          "Model", "Checkpoints"]),
         .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
         .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
+        // Loads a checkpoint onto a device and builds the model and engine: what every front-end
+        // (the CLI's commands, the worker, the HTTP server) shares.
+        .target(name: "Runtime",
+                dependencies: ["Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend",
+                               "CUDADriver", "Generation"]),
         .executableTarget(
             name: "mixtral-chat",
             dependencies: [
                 "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend", "CUDADriver",
-                "Generation", "DemoEvaluation", "AIMEWorker",
+                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -30,6 +30,7 @@ public struct EngineJobRunner: ChatJobRunner {
                 switch event {
                 case .prefillProgress(let done, let total):
                     continuation.yield(.prefill(done: done, total: total))
+                case .logprobs: break
                 case .token(_, let text):
                     generated += 1
                     continuation.yield(.text(text, generatedTokens: generated))

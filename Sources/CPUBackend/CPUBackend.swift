@@ -22,6 +22,8 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public typealias Tensor = CPUTensor
 
     public let name: String
+    public var kvElementBytes: Int { 4 }
+    public var gpuCount: Int { 0 }
     /// Threads that take part in each op (the calling thread included).
     public var threadCount: Int { pool.threadCount }
 

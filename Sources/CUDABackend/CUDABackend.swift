@@ -74,6 +74,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public let programmaticLaunch: Bool
 
     public var name: String { device.name }
+    public var kvElementBytes: Int { 2 }
+    public var gpuCount: Int { 1 }
 
     /// Why cuBLASLt is not used, when it is not (library missing); nil when it is.
     public let cublasUnavailableReason: String?

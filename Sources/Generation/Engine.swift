@@ -8,6 +8,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case emptyPrompt
     case promptTooLong(tokens: Int, limit: Int)
     case shutDown
+    /// The waiting queue already holds `limit` requests (`maxQueued`): try again later.
+    case queueFull(limit: Int)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .emptyPrompt: return "the prompt has no tokens"
         case let .promptTooLong(t, limit): return "prompt of \(t) tokens does not fit the context (\(limit) tokens incl. at least one generated)"
         case .shutDown: return "the engine is shutting down"
+        case .queueFull(let limit): return "server busy: \(limit) requests are already waiting"
         }
     }
 }
@@ -32,6 +35,8 @@ public final class Engine: Sendable {
     /// Longest prompt chunk a sequence may prefill in one step (smaller chunks let decoding
     /// sequences keep streaming while a long prompt is read).
     public let prefillChunk: Int
+    /// Most requests that may wait for admission; a submit past it throws `.queueFull` (nil: unbounded).
+    public let maxQueued: Int?
     private let makeDecoder: @Sendable () -> any IncrementalDecoder
     private let state = Mutex(SharedState())
     private let wake = DispatchSemaphore(value: 0)
@@ -43,13 +48,18 @@ public final class Engine: Sendable {
         var cancelled: Set<Int> = []
         var loopRunning = false
         var shuttingDown = false
+        /// Published by the step loop after each step, for `statistics()`.
+        var running = 0
+        var waiting = 0
+        var steps = 0
     }
 
-    public init(model: any LanguageModel, stopTokens: Set<Int>, prefillChunk: Int = 256,
+    public init(model: any LanguageModel, stopTokens: Set<Int>, prefillChunk: Int = 256, maxQueued: Int? = nil,
                 makeDecoder: @escaping @Sendable () -> any IncrementalDecoder) {
         self.model = model
         self.stopTokens = stopTokens
         self.prefillChunk = max(1, min(prefillChunk, model.maxBatchTokens))
+        self.maxQueued = maxQueued
         self.makeDecoder = makeDecoder
     }
 
@@ -67,6 +77,7 @@ public final class Engine: Sendable {
         let id: Int
         (id, startLoop) = try state.withLock { s in
             if s.shuttingDown { throw EngineError.shutDown }
+            if let limit = maxQueued, s.incoming.count + s.waiting >= limit { throw EngineError.queueFull(limit: limit) }
             let id = s.nextID
             s.nextID += 1
             s.incoming.append(SequenceState(id: id, prompt: promptTokens, sampling: sampling,
@@ -86,6 +97,14 @@ public final class Engine: Sendable {
     public func cancel(_ id: Int) {
         state.withLock { _ = $0.cancelled.insert(id) }
         wake.signal()
+    }
+
+    /// A snapshot of the engine's load, for metrics and status lines.
+    public func statistics() -> EngineStatistics {
+        let (running, waiting, incoming, steps) = state.withLock { ($0.running, $0.waiting, $0.incoming.count, $0.steps) }
+        return EngineStatistics(running: running, waiting: waiting + incoming, steps: steps,
+                                kvBlocksUsed: model.kvBlocks.blockCount - model.kvBlocks.freeBlocks,
+                                kvBlocksTotal: model.kvBlocks.blockCount)
     }
 
     /// Refuses new requests; running ones continue to completion.
@@ -108,6 +127,10 @@ public final class Engine: Sendable {
                 running.removeAll { cancelled.contains($0.id) }
             }
             admit(&waiting, into: &running)
+            state.withLock { [running = running.count, waiting = waiting.count] s in
+                s.running = running
+                s.waiting = waiting
+            }
             if running.isEmpty {
                 let idle = state.withLock { s -> Bool in
                     if s.incoming.isEmpty && s.cancelled.isEmpty && waiting.isEmpty { s.loopRunning = false; return true }
@@ -123,6 +146,7 @@ public final class Engine: Sendable {
                 continue
             }
             step(&running)
+            state.withLock { $0.steps += 1 }
         }
     }
 

@@ -7,13 +7,31 @@ public enum FinishReason: String, Sendable, Codable {
 }
 
 /// What a running generation reports, in order: progress during prefill, one `.token` per
-/// generated token, and exactly one `.finished` last.
+/// generated token (preceded by its `.logprobs` when the request asked for them), and exactly
+/// one `.finished` last.
 public enum GenerationEvent: Sendable, Equatable {
     case prefillProgress(done: Int, total: Int)
+    /// The log-probabilities of the token whose `.token` event comes next.
+    case logprobs(TokenLogprobs)
     /// `text` holds the newly completed characters (may be empty while a UTF-8 character or a
     /// possible stop string is incomplete).
     case token(id: Int, text: String)
     case finished(reason: FinishReason, promptTokens: Int, generatedTokens: Int, error: String?)
+}
+
+/// One token and its log-probability under the model (log-softmax of the raw logits).
+public struct TokenLogprob: Sendable, Equatable, Hashable {
+    public var id: Int
+    public var logprob: Float
+    public init(id: Int, logprob: Float) { self.id = id; self.logprob = logprob }
+}
+
+/// The chosen token's log-probability and the most likely tokens' (most likely first; as many as
+/// the request's `logprobs`).
+public struct TokenLogprobs: Sendable, Equatable {
+    public var chosen: TokenLogprob
+    public var top: [TokenLogprob]
+    public init(chosen: TokenLogprob, top: [TokenLogprob]) { self.chosen = chosen; self.top = top }
 }
 
 /// Turns generated token ids into text incrementally (see `StreamingDetokenizer`).
@@ -40,20 +58,24 @@ public struct GenerationResult: Sendable, Equatable {
     public var finishReason: FinishReason
     public var promptTokens: Int
     public var error: String?
+    /// One entry per token when the request asked for log-probabilities, else empty.
+    public var logprobs: [TokenLogprobs] = []
 }
 
 extension GenerationHandle {
     /// Waits for the end and collects the whole output.
     public func collect() async -> GenerationResult {
-        var tokens: [Int] = [], text = ""
+        var tokens: [Int] = [], text = "", logprobs: [TokenLogprobs] = []
         for await event in events {
             switch event {
             case .prefillProgress: break
+            case .logprobs(let entry): logprobs.append(entry)
             case let .token(id, piece):
                 tokens.append(id)
                 text += piece
             case let .finished(reason, prompt, _, error):
-                return GenerationResult(tokens: tokens, text: text, finishReason: reason, promptTokens: prompt, error: error)
+                return GenerationResult(tokens: tokens, text: text, finishReason: reason, promptTokens: prompt, error: error,
+                                        logprobs: logprobs)
             }
         }
         return GenerationResult(tokens: tokens, text: text, finishReason: .cancelled, promptTokens: 0, error: nil)

@@ -29,7 +29,13 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// Longest sequence (prompt + generated) the block tables can describe.
     var maxSequenceLength: Int { get }
     var deviceName: String { get }
+    /// GPUs the model runs on (0 on the CPU).
+    var gpuCount: Int { get }
     func forward(_ batch: PackedBatch) throws -> Logits
+}
+
+extension LanguageModel {
+    public var gpuCount: Int { 0 }
 }
 
 /// The Mistral transformer (dense and MoE), written once against `ComputeBackend`.
@@ -63,6 +69,7 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
     private let buffers: StepBuffers<Backend>
 
     public var deviceName: String { backend.name }
+    public var gpuCount: Int { backend.gpuCount }
 
     /// - Parameters:
     ///   - kvBlockCount: blocks in the shared KV pool (each holds `kvBlockSize` tokens for every layer).

@@ -18,6 +18,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
 
     /// Human-readable device name, e.g. "cpu (2 threads)" or "NVIDIA H100 80GB HBM3".
     var name: String { get }
+    /// Bytes of one cached K or V element in this backend's KV pool (f32 on the CPU, bf16 on a
+    /// GPU): what the KV-pool sizing multiplies by.
+    var kvElementBytes: Int { get }
+    /// GPUs this backend computes on (0 for the CPU), as reported to the AIME server.
+    var gpuCount: Int { get }
 
     // MARK: memory
 

@@ -1,3 +1,4 @@
+import Runtime
 import ArgumentParser
 import Checkpoints
 import Foundation
@@ -41,8 +42,8 @@ struct Bench: AsyncParsableCommand {
         options.maxBatchSize = batches.max() ?? 1
         options.maxSeqLen = promptLen + genLen + 1
         let source = try RandomWeights(config: config, seed: seed)
-        let device = try BenchDevice.make(options, quiet: json)
-        let lm = try device.build(source, options)
+        let device = try RuntimeDevice.make(options.runtime, quiet: json)
+        let lm = try device.build(source, options.runtime)
         let bandwidth = try device.measureBandwidth()
         let gemmRate = try device.measureGEMMRate()
         try warmUp(lm, batches: batches, vocabSize: config.vocabSize)

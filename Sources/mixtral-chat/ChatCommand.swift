@@ -1,3 +1,4 @@
+import Runtime
 import ArgumentParser
 import Chat
 import Foundation
@@ -15,7 +16,7 @@ struct Chat: AsyncParsableCommand {
 
     func run() async throws {
         let runtime: ModelRuntime
-        do { runtime = try ModelRuntime.load(model) } catch {
+        do { runtime = try ModelRuntime.load(model.runtime) } catch {
             printError("\(error)")
             throw ExitCode(1)
         }
@@ -65,7 +66,7 @@ struct Chat: AsyncParsableCommand {
                     case .finished(let reason, _, _, let error):
                         if let error { printError(error) }
                         if reason == .length { out.write(Data(" […]".utf8)) }
-                    case .prefillProgress: break
+                    case .prefillProgress, .logprobs: break
                     }
                 }
                 say()

@@ -1,3 +1,4 @@
+import Runtime
 import ArgumentParser
 import DemoEvaluation
 import Foundation
@@ -18,7 +19,7 @@ struct EvalDemo: AsyncParsableCommand {
         if options.maxBatchSize < 16 { options.maxBatchSize = 16 }
         options.maxSeqLen = min(options.maxSeqLen, 1024)
         let runtime: ModelRuntime
-        do { runtime = try ModelRuntime.load(options, quiet: json) } catch {
+        do { runtime = try ModelRuntime.load(options.runtime, quiet: json) } catch {
             printError("\(error)")
             throw ExitCode(1)
         }

@@ -1,3 +1,4 @@
+import Runtime
 import ArgumentParser
 import Chat
 import Foundation
@@ -31,7 +32,7 @@ struct Generate: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let runtime = try ModelRuntime.load(model, quiet: json)
+            let runtime = try ModelRuntime.load(model.runtime, quiet: json)
             let tokens = try promptIDs(runtime)
             if let path = dumpLogits { try dump(tokens, runtime: runtime, to: URL(fileURLWithPath: path)) }
             let handle = try runtime.engine.submit(promptTokens: tokens, sampling: sampling.parameters)

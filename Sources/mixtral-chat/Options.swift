@@ -1,5 +1,6 @@
 import ArgumentParser
 import Generation
+import Runtime
 
 /// Where the model comes from and how it runs. Shared by chat, generate, worker and bench.
 struct ModelOptions: ParsableArguments {
@@ -45,6 +46,13 @@ struct ModelOptions: ParsableArguments {
 
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
+
+    /// What `ModelRuntime.load` takes.
+    var runtime: RuntimeOptions {
+        RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
+                       maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads)
+    }
 }
 
 /// How tokens are picked. Shared by chat and generate.

@@ -1,3 +1,4 @@
+import Runtime
 import AIMEWorker
 import ArgumentParser
 import Chat
@@ -37,7 +38,7 @@ struct Worker: AsyncParsableCommand {
             return handler
         }
         let runtime: ModelRuntime
-        do { runtime = try ModelRuntime.load(options) } catch {
+        do { runtime = try ModelRuntime.load(options.runtime) } catch {
             printError("\(error)")
             throw ExitCode(1)
         }
@@ -46,7 +47,7 @@ struct Worker: AsyncParsableCommand {
             maxSeqLen: runtime.model.maxSequenceLength,
             model: ModelDescription.fromCheckpoint(directory: runtime.directory.path, quantization: runtime.weightDType),
             workerName: workerName,
-            gpuName: runtime.model.deviceName, numGPUs: runtime.model.deviceName.hasPrefix("cpu") ? 0 : 1)
+            gpuName: runtime.model.deviceName, numGPUs: runtime.model.gpuCount)
         configuration.framework = "MixtralChat"
         let runner = EngineJobRunner(engine: runtime.engine, encoder: InstructJobEncoder(runtime.encoder))
         let worker = AIMEWorkerService(configuration: configuration, runner: runner)

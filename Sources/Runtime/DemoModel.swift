@@ -7,10 +7,10 @@ import Foundation
 /// 2. `<dir of the executable>/chloe-tiny` and `<dir>/../share/mixtral-chat/chloe-tiny`
 ///    (an installed binary: copy `models/chloe-tiny` next to it or into that share folder)
 /// 3. `models/chloe-tiny` in the source tree this binary was built from (`swift run` in a clone)
-enum DemoModel {
-    static let folderName = "chloe-tiny"
+public enum DemoModel {
+    public static let folderName = "chloe-tiny"
 
-    static var candidates: [URL] {
+    public static var candidates: [URL] {
         var list: [URL] = []
         if let env = ProcessInfo.processInfo.environment["MIXTRAL_CHAT_DEMO_DIR"], !env.isEmpty {
             list.append(URL(fileURLWithPath: env))
@@ -25,7 +25,7 @@ enum DemoModel {
         return list
     }
 
-    static func locate() -> URL? {
+    public static func locate() -> URL? {
         candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("params.json").path) }
     }
 }

@@ -1,0 +1,83 @@
+import CPUBackend
+import CUDABackend
+import Chat
+import Checkpoints
+import Foundation
+import Generation
+import Model
+import Tensors
+import Tokenizers
+
+/// Everything a front-end needs to talk to one model: weights on a backend, the tokenizer, the
+/// instruct encoder and the continuous-batching engine. The only place a backend is chosen.
+public struct ModelRuntime: Sendable {
+    public let label: String
+    public let directory: URL
+    /// The weights' stored dtype ("bf16", …), reported to the AIME server as the quantisation.
+    public let weightDType: String
+    public let config: ModelConfig
+    public let tokenizer: SentencePieceTokenizer
+    public let encoder: InstructEncoder
+    public let model: any LanguageModel
+    public let engine: Engine
+
+    public enum LoadError: Error, CustomStringConvertible {
+        case noModel
+        case noTokenizer(URL)
+        case badDevice(String)
+        public var description: String {
+            switch self {
+            case .noModel:
+                return "no --ckpt-dir given and the demo model was not found (looked in: \(DemoModel.candidates.map(\.path).joined(separator: ", ")))"
+            case .noTokenizer(let dir): return "no tokenizer.model[.v1|.v3] in \(dir.path); pass --tokenizer-path"
+            case .badDevice(let d): return "unknown device '\(d)': use cpu, cuda or cuda:N"
+            }
+        }
+    }
+
+    /// Loads the checkpoint named by `options` (or the demo model) onto the chosen device.
+    public static func load(_ options: RuntimeOptions, quiet: Bool = false) throws -> ModelRuntime {
+        let dir: URL
+        if let path = options.checkpointDirectory { dir = URL(fileURLWithPath: path) } else {
+            guard let demo = DemoModel.locate() else { throw LoadError.noModel }
+            dir = demo
+        }
+        let checkpoint = try MistralCheckpoint.load(directory: dir)
+        let tokURL = options.tokenizerPath.map { URL(fileURLWithPath: $0) } ?? checkpoint.tokenizerURL
+        guard let tokURL else { throw LoadError.noTokenizer(dir) }
+        let tokenizer = try SentencePieceTokenizer(contentsOf: tokURL)
+        let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
+        let model = try makeModel(checkpoint, options: options, quiet: quiet)
+        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
+                            makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
+        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: checkpoint.dtype.rawValue, config: checkpoint.config,
+                            tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
+    }
+
+    /// Builds the model of `source` on the device `options` names.
+    public static func makeModel(_ source: any WeightSource, options: RuntimeOptions, quiet: Bool) throws -> any LanguageModel {
+        try RuntimeDevice.make(options, quiet: quiet).build(source, options)
+    }
+
+    /// Uploads weights and sizes the KV pool: enough blocks for `maxBatchSize` sequences of
+    /// `maxSequenceLength` tokens, capped by what the device can hold (`affordableBlocks`, asked
+    /// after the weights are in place so it sees the memory that is really left). The element
+    /// size of a cached K or V value is the backend's (`kvElementBytes`).
+    public static func build<B: ComputeBackend>(_ source: any WeightSource, backend: B, options: RuntimeOptions, quiet: Bool,
+                                                affordableBlocks: (_ bytesPerBlock: Int) throws -> Int) throws -> Transformer<B> {
+        let c = source.config
+        let progress = quiet ? nil : ProgressLine(label: "loading weights")
+        let weights = try TransformerWeights(source: source, backend: backend) { done, total in
+            progress?.update(done: done, total: total)
+        }
+        progress?.finish()
+        let blockSize = 16
+        let bytesPerBlock = 2 * c.nLayers * c.nKVHeads * c.headDim * backend.kvElementBytes * blockSize
+        // Each sequence holds whole blocks: room for every sequence at the full length.
+        let wanted = max(1, options.maxBatchSize) * ((options.maxSequenceLength + blockSize - 1) / blockSize)
+        let blocks = min(wanted, try affordableBlocks(bytesPerBlock))
+        return try Transformer(backend: backend, weights: weights, config: c,
+                               maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
+                               maxSequenceLength: options.maxSequenceLength, kvBlockCount: blocks, kvBlockSize: blockSize)
+    }
+}

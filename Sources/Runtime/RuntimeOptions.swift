@@ -1,0 +1,33 @@
+/// Where a model comes from and how it runs: what every front-end (chat, generate, worker, serve,
+/// bench) passes to `ModelRuntime.load`. The CLI fills it from its flags.
+public struct RuntimeOptions: Sendable, Equatable {
+    /// Checkpoint folder; nil loads the demo model.
+    public var checkpointDirectory: String?
+    /// Tokenizer file, if not next to the weights.
+    public var tokenizerPath: String?
+    /// Longest prompt + answer, in tokens.
+    public var maxSequenceLength: Int
+    /// Most sequences decoded together.
+    public var maxBatchSize: Int
+    /// Most tokens in one forward step (longer prompts are prefilled in chunks).
+    public var maxBatchTokens: Int
+    /// "cpu", "cuda", "cuda:N"; nil picks the first GPU when one is present, else the CPU.
+    public var device: String?
+    /// Share of free GPU memory to use for weights and KV cache.
+    public var gpuMemoryFraction: Double
+    /// CPU threads (nil: all cores).
+    public var threads: Int?
+
+    public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
+                maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil) {
+        self.checkpointDirectory = checkpointDirectory
+        self.tokenizerPath = tokenizerPath
+        self.maxSequenceLength = maxSequenceLength
+        self.maxBatchSize = maxBatchSize
+        self.maxBatchTokens = maxBatchTokens
+        self.device = device
+        self.gpuMemoryFraction = gpuMemoryFraction
+        self.threads = threads
+    }
+}
