@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(name: "cuda-check",
                           dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
                                          "Model", "Checkpoints"]),
-        .target(name: "Generation", dependencies: ["Model", "Chat", "Tokenizers"]),
+        .target(name: "Generation", dependencies: ["Model", "Tensors", "Chat", "Tokenizers"]),
         .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
         // Loads a checkpoint onto a device and builds the model and engine: what every front-end
         // (the CLI's commands, the worker, the HTTP server) shares.

@@ -30,6 +30,8 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     let pool: ThreadPool
     let scratch: ScratchSpace
     var threadBases: [UnsafeMutablePointer<Float>]
+    /// One row sampler (with its grow-only scratch) per pool thread.
+    let samplers: [RowSampler]
     let opLock = Mutex<Void>(())
 
     /// - Parameter threads: pool size; defaults to every active processor.
@@ -38,6 +40,7 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         pool = ThreadPool(threads: count)
         scratch = ScratchSpace(threads: count, sharedBuffers: 6)
         threadBases = scratch.perThread.map { $0.pointer }
+        samplers = (0..<count).map { _ in RowSampler() }
         name = "cpu (\(count) thread\(count == 1 ? "" : "s"))"
     }
 

@@ -178,9 +178,21 @@ public final class Engine: Sendable {
                                        startPosition: seq.prefilled, blockTable: seq.blockTable)))
             budget -= n
         }
-        let logits: Logits
+        // One sampling row per sequence (its last token's logits); a prompt chunk that is not
+        // the last samples nothing that is kept.
+        var rows: [RowSampling] = []
+        var logprobs = -1
+        for (seq, part) in members {
+            if seq.isDecoding || seq.prefilled + part.tokens.count >= seq.prompt.count {
+                rows.append(seq.sampler.nextRow())
+                if let n = seq.sampling.logprobs { logprobs = max(logprobs, n) }
+            } else {
+                rows.append(.unused)
+            }
+        }
+        let sampled: [SampledToken]
         do {
-            logits = try model.forward(PackedBatch(sequences: members.map(\.1)))
+            sampled = try model.step(PackedBatch(sequences: members.map(\.1)), sampling: rows, logprobs: logprobs)
         } catch {
             for seq in running { finish(seq, .error, message: "forward pass failed: \(error)") }
             running.removeAll()
@@ -196,7 +208,17 @@ public final class Engine: Sendable {
                 }
                 seq.continuation.yield(.prefillProgress(done: seq.prefilled, total: seq.prompt.count))
             }
-            let token = seq.sampler.sample(logits.row(row), history: seq.tokens)
+            let pick = sampled[row]
+            guard pick.id >= 0 else {
+                finish(seq, .error, message: "the model produced NaN or infinite logits")
+                done.insert(seq.id)
+                continue
+            }
+            if let n = seq.sampling.logprobs {
+                let top = zip(pick.topIDs, pick.topLogprobs).prefix(n).map { TokenLogprob(id: $0.0, logprob: $0.1) }
+                seq.continuation.yield(.logprobs(TokenLogprobs(chosen: TokenLogprob(id: pick.id, logprob: pick.logprob), top: top)))
+            }
+            let token = pick.id
             if let reason = seq.accept(token, stopTokens: stopTokens) {
                 finish(seq, reason)
                 done.insert(seq.id)

@@ -1,74 +1,70 @@
-/// Picks the next token from one row of logits. One sampler per sequence: it owns the
-/// sequence's random generator so a seed reproduces the same output regardless of batchmates.
+import Model
+import Tensors
+
+/// A sequence's sampling state: its parameters, its own random stream (so a seed reproduces
+/// the same output whatever the batchmates and whatever the backend's batch layout), and, when
+/// a penalty is on, how often each token occurs. The token itself is picked by
+/// `ComputeBackend.sample` on the device, from the `RowSampling` this makes for each step.
 public struct Sampler: Sendable {
     public let parameters: SamplingParameters
     private var rng: Xoshiro256
+    /// token → times in the output so far; prompt tokens enter with 0. Kept only when a
+    /// penalty is on (the repetition penalty covers prompt and output, presence and frequency
+    /// the output).
+    private var counts: [Int32: Int32] = [:]
 
-    public init(parameters: SamplingParameters) {
+    public init(parameters: SamplingParameters, prompt: [Int] = []) {
         self.parameters = parameters
         self.rng = Xoshiro256(seed: parameters.seed ?? UInt64.random(in: .min ... .max))
+        if parameters.hasPenalties {
+            for token in prompt { counts[Int32(truncatingIfNeeded: token), default: 0] += 0 }
+        }
     }
 
-    /// - Parameters:
-    ///   - logits: one row (V) of raw logits.
-    ///   - history: token ids already in the sequence (prompt + output), for the repetition penalty.
-    public mutating func sample(_ logits: ArraySlice<Float>, history: [Int]) -> Int {
-        var row = Array(logits)
+    /// This step's row for the sample op; draws the next number of the sequence's stream.
+    public mutating func nextRow() -> RowSampling {
         let p = parameters
-        if p.repetitionPenalty != 1 {
-            for id in Set(history) where id >= 0 && id < row.count {
-                row[id] = row[id] > 0 ? row[id] / p.repetitionPenalty : row[id] * p.repetitionPenalty
-            }
+        var penalties: [Int32] = []
+        if p.hasPenalties {
+            penalties.reserveCapacity(2 * counts.count)
+            for (token, count) in counts { penalties.append(token); penalties.append(count) }
         }
-        if p.temperature == 0 { return Self.argmax(row) }
-
-        // Candidates sorted by logit, descending (ties: lower id first, for determinism).
-        var candidates = Array(row.indices)
-        let k = p.topK > 0 ? min(p.topK, row.count) : row.count
-        candidates.sort { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
-        candidates.removeLast(candidates.count - k)
-
-        let maxLogit = row[candidates[0]]
-        var probs = candidates.map { Double(((row[$0] - maxLogit) / p.temperature)).exp() }
-        let total = probs.reduce(0, +)
-        for i in probs.indices { probs[i] /= total }
-        if p.topP < 1 {
-            var cumulative = 0.0
-            var keep = probs.count
-            for i in probs.indices {
-                cumulative += probs[i]
-                if cumulative >= Double(p.topP) { keep = i + 1; break }
-            }
-            probs.removeLast(probs.count - keep)
-            candidates.removeLast(candidates.count - keep)
-        }
-        let mass = probs.reduce(0, +)
-        var u = rng.nextDouble() * mass
-        for (i, prob) in probs.enumerated() {
-            u -= prob
-            if u < 0 { return candidates[i] }
-        }
-        return candidates[candidates.count - 1]
+        return RowSampling(temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP,
+                           repetitionPenalty: p.repetitionPenalty, presencePenalty: p.presencePenalty,
+                           frequencyPenalty: p.frequencyPenalty, uniform: rng.nextFloat(), penalties: penalties)
     }
 
-    static func argmax(_ row: [Float]) -> Int {
-        var best = 0
-        for i in row.indices where row[i] > row[best] { best = i }
-        return best
+    /// Counts a generated token for the presence and frequency penalties.
+    public mutating func record(_ token: Int) {
+        if parameters.hasPenalties { counts[Int32(truncatingIfNeeded: token), default: 0] += 1 }
+    }
+
+    /// Host convenience (tests, tools): picks a token from one row of logits with the reference
+    /// sampler, as the sample op would, treating `history` as tokens already generated (each
+    /// occurrence counts for the presence and frequency penalties).
+    public mutating func sample(_ logits: ArraySlice<Float>, history: [Int]) -> Int {
+        var row = nextRow()
+        if parameters.hasPenalties {
+            var seen: [Int32: Int32] = [:]
+            for token in history { seen[Int32(truncatingIfNeeded: token), default: 0] += 1 }
+            row.penalties = seen.flatMap { [$0.key, $0.value] }
+        }
+        let columns = row.columns
+        var out: [Float] = [0, 0]
+        let sampler = RowSampler()
+        Array(logits).withUnsafeBufferPointer { z in
+            columns.withUnsafeBufferPointer { p in
+                row.penalties.withUnsafeBufferPointer { pairs in
+                    out.withUnsafeMutableBufferPointer { o in
+                        sampler.sample(z.baseAddress!, vocabularySize: z.count, parameters: p.baseAddress!, penalties: pairs,
+                                       logprobs: -1, out: o.baseAddress!)
+                    }
+                }
+            }
+        }
+        return Int(out[0])
     }
 }
-
-private extension Double {
-    func exp() -> Double { _exp(self) }
-}
-
-#if canImport(Glibc)
-import Glibc
-private func _exp(_ x: Double) -> Double { Glibc.exp(x) }
-#elseif canImport(Darwin)
-import Darwin
-private func _exp(_ x: Double) -> Double { Darwin.exp(x) }
-#endif
 
 /// xoshiro256** seeded through SplitMix64: small, fast, and identical on every platform, so a
 /// seed means the same thing everywhere.
@@ -96,6 +92,7 @@ struct Xoshiro256: Sendable {
         return result
     }
 
-    /// Uniform in [0, 1) with 53 random bits.
-    mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// Uniform in [0, 1) with 24 random bits: exactly representable in f32, so the CPU and a GPU
+    /// sampler see the same draw.
+    mutating func nextFloat() -> Float { Float(next() >> 40) * 0x1.0p-24 }
 }

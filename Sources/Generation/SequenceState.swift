@@ -22,7 +22,7 @@ final class SequenceState: @unchecked Sendable {
         self.prompt = prompt
         self.sampling = sampling
         self.continuation = continuation
-        self.sampler = Sampler(parameters: sampling)
+        self.sampler = Sampler(parameters: sampling, prompt: prompt)
         self.decoder = decoder
         self.stopMatcher = StopMatcher(stops: sampling.stop)
         self.tokens = prompt
@@ -35,7 +35,8 @@ final class SequenceState: @unchecked Sendable {
     func accept(_ token: Int, stopTokens: Set<Int>) -> FinishReason? {
         tokens.append(token)
         generated += 1
-        if stopTokens.contains(token) {
+        sampler.record(token)
+        if stopTokens.contains(token) && !sampling.ignoreEOS {
             switch stopMatcher.append(decoder.finish()) {
             case .stopped(let text): continuation.yield(.token(id: token, text: text))
             case .text(let text): continuation.yield(.token(id: token, text: text + stopMatcher.flush()))

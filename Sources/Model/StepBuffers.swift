@@ -27,8 +27,15 @@ struct StepBuffers<Backend: ComputeBackend> {
     let gate: Backend.Tensor          // (T, F) dense silu(w1·h)·(w3·h)
     let gathered: Backend.Tensor      // (T, D) rows that produce logits
     let logits: Backend.Tensor        // (T, V)
+    let samplingParameters: Backend.Tensor  // (S, SamplingColumn.count) f32
+    let penaltyOffsets: Backend.Tensor      // (S+1) i32
+    let penalties: Backend.Tensor           // (S · maxSequenceLength, 2) i32 (token, output count)
+    let sampled: Backend.Tensor             // (S, 2 + 2·maxTopLogprobs) f32 the sample op's output
+    /// Most top log-probabilities a step may ask for.
+    static var maxTopLogprobs: Int { 20 }
 
-    init(backend: Backend, config c: ModelConfig, maxTokens: Int, maxSequences: Int, maxBlocksPerSequence: Int) throws {
+    init(backend: Backend, config c: ModelConfig, maxTokens: Int, maxSequences: Int, maxBlocksPerSequence: Int,
+         maxSequenceLength: Int) throws {
         self.maxTokens = maxTokens
         self.maxSequences = maxSequences
         self.maxBlocksPerSequence = maxBlocksPerSequence
@@ -48,5 +55,9 @@ struct StepBuffers<Backend: ComputeBackend> {
         gate = try backend.makeActivation(c.moe == nil ? [t, c.hiddenDim] : [1])
         gathered = try backend.makeActivation([t, c.dim])
         logits = try backend.makeActivation([t, c.vocabSize])
+        samplingParameters = try backend.makeActivation([maxSequences, SamplingColumn.count])
+        penaltyOffsets = try backend.makeIndices(maxSequences + 1)
+        penalties = try backend.makeIndices(2 * maxSequences * maxSequenceLength)
+        sampled = try backend.makeActivation([maxSequences, 2 + 2 * Self.maxTopLogprobs])
     }
 }

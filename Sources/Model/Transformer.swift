@@ -31,11 +31,21 @@ public protocol LanguageModel: AnyObject, Sendable {
     var deviceName: String { get }
     /// GPUs the model runs on (0 on the CPU).
     var gpuCount: Int { get }
+    /// Bytes of one cached K or V element.
+    var kvElementBytes: Int { get }
+    /// The logits of `batch`'s logit rows (for `--dump-logits` and tests: every value crosses
+    /// to the host).
     func forward(_ batch: PackedBatch) throws -> Logits
+    /// The forward pass of `batch` and one sampled token per logits row, picked on the device:
+    /// only the tokens and the log-probabilities asked for cross to the host. `sampling` has one
+    /// entry per logits row (the last token of each sequence); `logprobs` as
+    /// `ComputeBackend.sample` (< 0: none).
+    func step(_ batch: PackedBatch, sampling: [RowSampling], logprobs: Int) throws -> [SampledToken]
 }
 
 extension LanguageModel {
     public var gpuCount: Int { 0 }
+    public var kvElementBytes: Int { 4 }
 }
 
 /// The Mistral transformer (dense and MoE), written once against `ComputeBackend`.
@@ -70,6 +80,7 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
 
     public var deviceName: String { backend.name }
     public var gpuCount: Int { backend.gpuCount }
+    public var kvElementBytes: Int { backend.kvElementBytes }
 
     /// - Parameters:
     ///   - kvBlockCount: blocks in the shared KV pool (each holds `kvBlockSize` tokens for every layer).
@@ -93,13 +104,35 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
         vPools = v
         let maxBlocks = (maxSequenceLength + kvBlockSize - 1) / kvBlockSize
         buffers = try StepBuffers(backend: backend, config: config, maxTokens: maxBatchTokens,
-                                  maxSequences: maxBatchSequences, maxBlocksPerSequence: maxBlocks)
+                                  maxSequences: maxBatchSequences, maxBlocksPerSequence: maxBlocks,
+                                  maxSequenceLength: maxSequenceLength)
     }
 
     public func forward(_ batch: PackedBatch) throws -> Logits {
+        let c = config
+        guard batch.tokenCount > 0 else { return Logits(rows: 0, vocabularySize: c.vocabSize, values: []) }
+        let rows = try run(batch, sampling: nil)
+        let values = try backend.readFloats(buffers.logits, count: rows * c.vocabSize)        // (R, V)
+        return Logits(rows: rows, vocabularySize: c.vocabSize, values: values)
+    }
+
+    public func step(_ batch: PackedBatch, sampling: [RowSampling], logprobs: Int) throws -> [SampledToken] {
+        guard batch.tokenCount > 0 else { return [] }
+        guard !batch.allLogits else { throw BackendError.unsupported("sampling a batch that asks for every position's logits") }
+        guard sampling.count == batch.sequences.count else {
+            throw BackendError.shapeMismatch("\(sampling.count) sampling rows for \(batch.sequences.count) sequences")
+        }
+        let n = min(logprobs, StepBuffers<Backend>.maxTopLogprobs)
+        let rows = try run(batch, sampling: (PackedSampling(sampling), n))
+        let values = try backend.readFloats(buffers.sampled, count: rows * (2 + 2 * max(n, 0)))  // (R, 2 + 2N)
+        return PackedSampling.unpack(values, rows: rows, logprobs: n)
+    }
+
+    /// The forward pass up to the logits (R, V) in `buffers.logits`, then, with `sampling`, the
+    /// sample op into `buffers.sampled`. Returns R.
+    private func run(_ batch: PackedBatch, sampling: (packed: PackedSampling, logprobs: Int)?) throws -> Int {
         let c = config, b = buffers, be = backend
         let T = batch.tokenCount, S = batch.sequences.count
-        guard T > 0 else { return Logits(rows: 0, vocabularySize: c.vocabSize, values: []) }
         guard T <= b.maxTokens, S <= b.maxSequences else {
             throw ModelError.batchTooLarge(tokens: T, sequences: S, maxTokens: b.maxTokens, maxSequences: b.maxSequences)
         }
@@ -111,6 +144,11 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
         try be.write(index.contextLens, to: b.contextLens)
         try be.write(index.blockTables, to: b.blockTables)
         try be.write(index.logitRows, to: b.logitRows)
+        if let sampling {
+            try be.write(sampling.packed.parameters, to: b.samplingParameters)
+            try be.write(sampling.packed.penaltyOffsets, to: b.penaltyOffsets)
+            try be.write(sampling.packed.penalties, to: b.penalties)
+        }
         let attentionBatch = AttentionBatch(
             sequences: S, tokens: T, blockSize: kvBlocks.blockSize, maxBlocksPerSequence: b.maxBlocksPerSequence,
             queryStart: b.queryStart, positions: b.positions, contextLens: b.contextLens, blockTables: b.blockTables,
@@ -121,7 +159,7 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
         let R = index.logitRows.count
         // Everything below depends only on the step's shape and on device buffers, so a GPU may
         // record it once per shape and replay it (decode steps repeat the same few shapes).
-        try be.replayable(StepShape(tokens: T, sequences: S, logitRows: R)) {
+        try be.replayable(StepShape(tokens: T, sequences: S, logitRows: R, sampledLogprobs: sampling?.logprobs)) {
             try be.embed(ids: b.tokenIDs, table: weights.tokEmbeddings, out: b.x, rows: T, dim: D)   // x (T, D)
             for (l, w) in weights.layers.enumerated() {
                 // Attention block.
@@ -151,9 +189,13 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
             try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
             try be.normedMatmul(b.gathered, norm: weights.finalNorm, eps: c.normEps, weight: weights.output, out: b.logits,
                                 rows: R, inDim: D, outDim: c.vocabSize, gated: false)                  // (R, V)
+            if let sampling {
+                try be.sample(logits: b.logits, parameters: b.samplingParameters, penaltyOffsets: b.penaltyOffsets,
+                              penalties: b.penalties, out: b.sampled, rows: R, vocabularySize: c.vocabSize,
+                              logprobs: sampling.logprobs)                                               // (R, 2 + 2N)
+            }
         }
-        let values = try be.readFloats(b.logits, count: R * c.vocabSize)                     // (R, V)
-        return Logits(rows: R, vocabularySize: c.vocabSize, values: values)
+        return R
     }
 
     /// Host-side index arrays of a packed batch (see `AttentionBatch` for the layout).

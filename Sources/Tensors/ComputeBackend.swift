@@ -119,6 +119,34 @@ public protocol ComputeBackend: AnyObject, Sendable {
                    into out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
     /// out[s] = x[rows[s]] for s < count. x (T, D), rows (S) i32, out (S, D).
     func gatherRows(_ x: Tensor, rows: Tensor, out: Tensor, count: Int, dim: Int) throws
+    /// Picks one token per row of logits, so that only ids (and requested log-probabilities)
+    /// leave the device. logits (R, V); parameters (R, `SamplingColumn.count`) f32, see
+    /// `SamplingColumn`; penaltyOffsets (R+1) i32 and penalties (P, 2) i32: row r's
+    /// penalised tokens are pairs (token, times it occurs in the output so far) at
+    /// penaltyOffsets[r]..<penaltyOffsets[r+1], one pair per distinct token of prompt + output;
+    /// out (R, 2 + 2·N) f32 with N = max(logprobs, 0): [token, logprob, N top ids, N top logprobs].
+    ///
+    /// Per row, in this order (vLLM's): the raw logits z are checked (a NaN, or no finite
+    /// maximum, gives token −1); penalties make w from z (repetition p: w = w > 0 ? w/p : w·p;
+    /// then w −= count·frequency + (count > 0 ? presence : 0)); temperature 0 takes argmax w
+    /// (ties → lowest id); otherwise s = w / T and the candidates are the tokens with
+    /// softmax(s) ≥ minP · its maximum, cut to the top-k by (s desc, id asc), cut by top-p to the
+    /// shortest prefix of that order whose renormalised mass reaches p. The token is then the
+    /// first candidate, walking candidates by ascending id, at which the cumulative mass exceeds
+    /// u · (their total mass), u the row's uniform draw. logprob = z[token] − logsumexp(z) (the
+    /// model's raw distribution, as OpenAI reports it) and the top ids are the N largest z
+    /// (ties → lowest id); with logprobs < 0 no log-probabilities are computed (out (R, 2),
+    /// logprob 0).
+    func sample(logits: Tensor, parameters: Tensor, penaltyOffsets: Tensor, penalties: Tensor, out: Tensor,
+                rows: Int, vocabularySize: Int, logprobs: Int) throws
+}
+
+/// The columns of the `sample` op's per-row parameters, (R, `count`) f32.
+public enum SamplingColumn: Int, CaseIterable, Sendable {
+    case temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty
+    /// The row's random draw in [0, 1).
+    case uniform
+    public static let count = allCases.count
 }
 
 /// What fixes the launches of one forward step: its packed token count, sequence count and
@@ -127,11 +155,14 @@ public struct StepShape: Hashable, Sendable {
     public var tokens: Int
     public var sequences: Int
     public var logitRows: Int
+    /// The `sample` op's `logprobs` (nil when the step returns logits instead of sampling).
+    public var sampledLogprobs: Int?
 
-    public init(tokens: Int, sequences: Int, logitRows: Int) {
+    public init(tokens: Int, sequences: Int, logitRows: Int, sampledLogprobs: Int? = nil) {
         self.tokens = tokens
         self.sequences = sequences
         self.logitRows = logitRows
+        self.sampledLogprobs = sampledLogprobs
     }
 }
 

@@ -1,8 +1,9 @@
-import Runtime
 import ArgumentParser
 import Checkpoints
 import Foundation
+import Generation
 import Model
+import Runtime
 
 /// Decode/prefill throughput on seeded random bf16 weights of a real model's shapes, reported
 /// against the memory bandwidth measured in the same run (decode is memory-bound: the floor is
@@ -19,6 +20,13 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("gen-len")) var genLen: Int = 32
     @Option(help: "Weight seed.") var seed: UInt64 = 1
     @Flag(help: "Print results as JSON lines.") var json = false
+    @Flag(help: "Serving benchmark: requests through the Engine (sampling, scheduling, streaming), next to the forward-only decode rate at the same batch.")
+    var serve = false
+    @Option(help: "--serve: requests to submit.") var requests: Int?
+    @Option(help: "--serve: requests in flight at once (default: the largest --batch).") var concurrency: Int?
+    @Option(help: "--serve: sampling temperature (the AIME endpoint's default).") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "--serve: top-k.") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "--serve: top-p.") var topP: Float = 0.9
 
     struct Row: Encodable {
         var device: String, preset: String, layers: Int, batch: Int
@@ -39,8 +47,12 @@ struct Bench: AsyncParsableCommand {
         let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !batches.isEmpty else { throw ValidationError("--batch needs positive integers") }
         var options = model
-        options.maxBatchSize = batches.max() ?? 1
+        options.maxBatchSize = max(batches.max() ?? 1, concurrency ?? 0)
         options.maxSeqLen = promptLen + genLen + 1
+        if serve {
+            try await runServe(config: config, options: options, batches: batches)
+            return
+        }
         let source = try RandomWeights(config: config, seed: seed)
         let device = try RuntimeDevice.make(options.runtime, quiet: json)
         let lm = try device.build(source, options.runtime)
@@ -66,6 +78,58 @@ struct Bench: AsyncParsableCommand {
                 }
             }
         }
+    }
+
+    /// `--serve`: the Engine under load, then the forward-only decode rate at the same batch on
+    /// the same model, in the same run.
+    private func runServe(config: ModelConfig, options: ModelOptions, batches: [Int]) async throws {
+        let c = concurrency ?? batches.max() ?? 1
+        let lm: any LanguageModel
+        let engine: Engine
+        var c2 = config
+        if model.ckptDir != nil {
+            let runtime = try ModelRuntime.load(options.runtime, quiet: json)
+            lm = runtime.model
+            engine = runtime.engine
+            c2 = runtime.config
+        } else {
+            let device = try RuntimeDevice.make(options.runtime, quiet: json)
+            lm = try device.build(try RandomWeights(config: config, seed: seed), options.runtime)
+            engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, makeDecoder: { TokenIDDecoder() })
+        }
+        try warmUp(lm, batches: [c], vocabSize: c2.vocabSize)
+        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        let bench = ServingBenchmark(requests: requests ?? c, concurrency: c, promptLength: promptLen,
+                                     generatedLength: genLen, vocabularySize: c2.vocabSize, sampling: sampling, seed: seed)
+        _ = await ServingBenchmark(requests: c, concurrency: c, promptLength: promptLen, generatedLength: 4,
+                                   vocabularySize: c2.vocabSize, sampling: sampling, seed: seed).run(engine)   // untimed: graphs, plans
+        let served = await bench.run(engine)
+        let forward = try measure(lm, config: c2, batch: c, bandwidth: .nan, gemmRate: nil, fullLayers: c2.nLayers,
+                                  kvBytes: lm.kvElementBytes)
+        let ratio = (served.steady_tokens_per_s ?? served.output_tokens_per_s) / forward.decode_tokens_per_s_total
+        if json {
+            printJSONLine(ServeRow(device: lm.deviceName, preset: model.ckptDir ?? preset, layers: c2.nLayers,
+                                   temperature: temperature, top_k: topK, top_p: topP, serving: served,
+                                   forward_decode_tokens_per_s: forward.decode_tokens_per_s_total,
+                                   forward_decode_step_ms: forward.decode_step_ms, steady_over_forward: ratio))
+        } else {
+            print("device: \(lm.deviceName); \(model.ckptDir ?? preset), \(c2.nLayers) layers; sampling temperature \(temperature), top-k \(topK), top-p \(topP)")
+            print(String(format: "serve  %d requests, %d at a time, prompt %d, %d tokens each | %d errors",
+                         served.requests, served.concurrency, promptLen, genLen, served.errors))
+            print(String(format: "       end to end %8.1f tok/s | steady decode %8.1f tok/s | TTFT p50 %.1f p99 %.1f ms | ITL p50 %.2f p99 %.2f ms",
+                         served.output_tokens_per_s, served.steady_tokens_per_s ?? .nan, served.ttft_p50_ms, served.ttft_p99_ms,
+                         served.itl_p50_ms, served.itl_p99_ms))
+            print(String(format: "forward-only decode at batch %d: %8.1f tok/s (%.2f ms/step) | steady serving / forward-only = %.3f",
+                         c, forward.decode_tokens_per_s_total, forward.decode_step_ms, ratio))
+        }
+    }
+
+    struct ServeRow: Encodable {
+        var device: String, preset: String, layers: Int
+        var temperature: Float, top_k: Int, top_p: Float
+        var serving: ServingBenchmark.Result
+        var forward_decode_tokens_per_s: Double, forward_decode_step_ms: Double
+        var steady_over_forward: Double
     }
 
     /// One untimed prefill chunk and a few decode steps at every batch size first, so one-time

@@ -1,8 +1,8 @@
-import Runtime
 import ArgumentParser
 import Chat
 import Foundation
 import Generation
+import Runtime
 
 struct Chat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
-import Runtime
 import ArgumentParser
 import Chat
 import Foundation
+import Runtime
 import Tokenizers
 
 struct EncodeChat: ParsableCommand {

@@ -1,7 +1,7 @@
-import Runtime
 import ArgumentParser
 import DemoEvaluation
 import Foundation
+import Runtime
 
 struct EvalDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,9 +1,9 @@
-import Runtime
 import ArgumentParser
 import Chat
 import Foundation
 import Generation
 import Model
+import Runtime
 
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,6 @@
-import Runtime
 import ArgumentParser
 import Foundation
+import Runtime
 import Tokenizers
 
 struct Tokenize: ParsableCommand {

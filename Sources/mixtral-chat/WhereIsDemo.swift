@@ -1,5 +1,5 @@
-import Runtime
 import ArgumentParser
+import Runtime
 
 struct WhereIsDemo: ParsableCommand {
     static let configuration = CommandConfiguration(

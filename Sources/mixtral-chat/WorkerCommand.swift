@@ -1,10 +1,10 @@
-import Runtime
 import AIMEWorker
 import ArgumentParser
 import Chat
 import Foundation
 import Generation
 import Logging
+import Runtime
 
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
