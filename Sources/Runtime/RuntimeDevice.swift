@@ -14,6 +14,8 @@ public struct RuntimeDevice: Sendable {
     public let measureGEMMRate: @Sendable () throws -> Double?
     /// Bytes of one cached K or V element (the backend's).
     public let kvBytesPerElement: Int
+    /// Seconds per call of the `sample` op alone (rows, vocabulary size, parameters, logprobs).
+    public let timeSampling: @Sendable (_ rows: Int, _ vocabularySize: Int, _ row: RowSampling, _ logprobs: Int) throws -> Double
 
     public static func make(_ options: RuntimeOptions, quiet: Bool) throws -> RuntimeDevice {
         switch try DeviceChoice.parse(options.device) {
@@ -25,7 +27,8 @@ public struct RuntimeDevice: Sendable {
                 },
                 measureBandwidth: { try CPUMemoryBandwidth.measure(backend: backend) },
                 measureGEMMRate: { nil },
-                kvBytesPerElement: backend.kvElementBytes)
+                kvBytesPerElement: backend.kvElementBytes,
+                timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         case .cuda(let ordinal):
             let backend = try CUDABackend(ordinal: ordinal)
             return RuntimeDevice(
@@ -36,7 +39,8 @@ public struct RuntimeDevice: Sendable {
                 },
                 measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
                 measureGEMMRate: { try backend.measureGEMMRate() },
-                kvBytesPerElement: backend.kvElementBytes)
+                kvBytesPerElement: backend.kvElementBytes,
+                timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         }
     }
 }

@@ -27,6 +27,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "--serve: sampling temperature (the AIME endpoint's default).") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "--serve: top-k.") var topK: Int = 40
     @Option(name: .customLong("top-p"), help: "--serve: top-p.") var topP: Float = 0.9
+    @Option(name: .customLong("vocab-size"), help: "Override the preset's vocabulary size.") var vocabSize: Int?
+    @Flag(help: "Time the sample op alone (per call and per row) at each --batch, with --temperature/--top-k/--top-p.")
+    var sampler = false
 
     struct Row: Encodable {
         var device: String, preset: String, layers: Int, batch: Int
@@ -42,6 +45,7 @@ struct Bench: AsyncParsableCommand {
             printError("unknown preset '\(preset)'; use \(BenchPresets.names.joined(separator: ", "))")
             throw ExitCode(1)
         }
+        if let vocabSize { config.vocabSize = max(2, vocabSize) }
         let fullLayers = config.nLayers
         if let layers { config.nLayers = max(1, min(layers, config.nLayers)) }
         let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
@@ -51,6 +55,21 @@ struct Bench: AsyncParsableCommand {
         options.maxSeqLen = promptLen + genLen + 1
         if serve {
             try await runServe(config: config, options: options, batches: batches)
+            return
+        }
+        if sampler {
+            let device = try RuntimeDevice.make(options.runtime, quiet: true)
+            let row = RowSampling(temperature: temperature, topK: topK, topP: topP)
+            for b in batches {
+                let seconds = try device.timeSampling(b, config.vocabSize, row, -1)
+                let line = SamplerRow(device: options.runtime.device ?? "default", vocabulary: config.vocabSize, rows: b,
+                                      temperature: temperature, top_k: topK, top_p: topP,
+                                      ms_per_call: seconds * 1e3, ms_per_row: seconds * 1e3 / Double(b))
+                if json { printJSONLine(line) } else {
+                    print(String(format: "sample op | V %d | %3d rows | %.3f ms per call, %.4f ms per row (temperature %.2f, top-k %d, top-p %.2f)",
+                                 config.vocabSize, b, line.ms_per_call, line.ms_per_row, temperature, topK, topP))
+                }
+            }
             return
         }
         let source = try RandomWeights(config: config, seed: seed)
@@ -122,6 +141,11 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "forward-only decode at batch %d: %8.1f tok/s (%.2f ms/step) | steady serving / forward-only = %.3f",
                          c, forward.decode_tokens_per_s_total, forward.decode_step_ms, ratio))
         }
+    }
+
+    struct SamplerRow: Encodable {
+        var device: String, vocabulary: Int, rows: Int, temperature: Float, top_k: Int, top_p: Float
+        var ms_per_call: Double, ms_per_row: Double
     }
 
     struct ServeRow: Encodable {

@@ -22,6 +22,8 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "OpenAI chat-completions request JSON file.") var chat: String?
     @Flag(help: "With --prompt: plain completion instead of a user message.") var raw = false
     @Flag(help: "Print one JSON object: tokens, text, finish_reason, prompt_tokens.") var json = false
+    @Option(help: "With --json: each token's log-probability and the N most likely tokens' ([id, logprob] pairs), N ≤ 20.")
+    var logprobs: Int?
     @Option(name: [.customLong("dump-logits")], help: "Write the float32 logits of every prompt position to this .npy file.")
     var dumpLogits: String?
 
@@ -35,11 +37,14 @@ struct Generate: AsyncParsableCommand {
             let runtime = try ModelRuntime.load(model.runtime, quiet: json)
             let tokens = try promptIDs(runtime)
             if let path = dumpLogits { try dump(tokens, runtime: runtime, to: URL(fileURLWithPath: path)) }
-            let handle = try runtime.engine.submit(promptTokens: tokens, sampling: sampling.parameters)
+            var parameters = sampling.parameters
+            parameters.logprobs = logprobs
+            let handle = try runtime.engine.submit(promptTokens: tokens, sampling: parameters)
             if json {
                 let result = await handle.collect()
                 printJSONLine(Output(tokens: result.tokens, text: result.text, finish_reason: result.finishReason.rawValue,
-                                     prompt_tokens: result.promptTokens, error: result.error))
+                                     prompt_tokens: result.promptTokens, error: result.error,
+                                     logprobs: logprobs == nil ? nil : result.logprobs.map(LogprobOutput.init)))
             } else {
                 for await event in handle.events {
                     if case .token(_, let text) = event { FileHandle.standardOutput.write(Data(text.utf8)) }
@@ -55,6 +60,16 @@ struct Generate: AsyncParsableCommand {
 
     struct Output: Encodable {
         var tokens: [Int]; var text: String; var finish_reason: String; var prompt_tokens: Int; var error: String?
+        var logprobs: [LogprobOutput]?
+    }
+
+    struct LogprobOutput: Encodable {
+        var token: Int; var logprob: Float; var top: [[Float]]
+        init(_ entry: TokenLogprobs) {
+            token = entry.chosen.id
+            logprob = entry.chosen.logprob
+            top = entry.top.map { [Float($0.id), $0.logprob] }
+        }
     }
 
     struct BadTokens: Error, CustomStringConvertible {

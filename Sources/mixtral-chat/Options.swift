@@ -61,12 +61,17 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: [.customLong("top-p"), .customLong("top_p")]) var topP: Float = 0.9
     @Option(name: [.customLong("top-k"), .customLong("top_k")], help: "0 disables.") var topK: Int = 40
     @Option(name: [.customLong("repetition-penalty")]) var repetitionPenalty: Float = 1.0
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than min-p × the most likely one; 0 disables.") var minP: Float = 0
+    @Option(name: .customLong("presence-penalty"), help: "OpenAI's presence penalty on generated tokens (−2…2).") var presencePenalty: Float = 0
+    @Option(name: .customLong("frequency-penalty"), help: "OpenAI's frequency penalty on generated tokens (−2…2).") var frequencyPenalty: Float = 0
+    @Flag(name: .customLong("ignore-eos"), help: "Keep generating past the end-of-sequence token (until --max-tokens).") var ignoreEOS = false
     @Option(help: "Random seed; the same seed gives the same output.") var seed: UInt64?
     @Option(name: [.customLong("max-tokens"), .customLong("max_gen_tokens")], help: "Most tokens to generate.") var maxTokens: Int = 512
     @Option(name: .customLong("stop"), help: "Stop before this string (repeatable).") var stop: [String] = []
 
     var parameters: SamplingParameters {
-        SamplingParameters(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repetitionPenalty,
-                           seed: seed, maxTokens: maxTokens, stop: stop)
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty,
+                           presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty,
+                           seed: seed, maxTokens: maxTokens, stop: stop, ignoreEOS: ignoreEOS)
     }
 }
