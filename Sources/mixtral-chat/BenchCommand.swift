@@ -22,8 +22,8 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Print results as JSON lines.") var json = false
     @Flag(help: "Serving benchmark: requests through the Engine (sampling, scheduling, streaming), next to the forward-only decode rate at the same batch.")
     var serve = false
-    @Option(help: "--serve: requests to submit.") var requests: Int?
-    @Option(help: "--serve: requests in flight at once (default: the largest --batch).") var concurrency: Int?
+    @Option(help: "--serve: requests to submit per concurrency level (default: the concurrency).") var requests: Int?
+    @Option(help: "--serve: comma-separated numbers of requests in flight at once (default: --batch).") var concurrency: String?
     @Option(help: "--serve: sampling temperature (the AIME endpoint's default).") var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), help: "--serve: top-k.") var topK: Int = 40
     @Option(name: .customLong("top-p"), help: "--serve: top-p.") var topP: Float = 0.9
@@ -51,10 +51,12 @@ struct Bench: AsyncParsableCommand {
         let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !batches.isEmpty else { throw ValidationError("--batch needs positive integers") }
         var options = model
-        options.maxBatchSize = max(batches.max() ?? 1, concurrency ?? 0)
+        let levels = concurrency.map { $0.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 } } ?? batches
+        guard !levels.isEmpty else { throw ValidationError("--concurrency needs positive integers") }
+        options.maxBatchSize = max(batches.max() ?? 1, levels.max() ?? 1)
         options.maxSeqLen = promptLen + genLen + 1
         if serve {
-            try await runServe(config: config, options: options, batches: batches)
+            try await runServe(config: config, options: options, levels: levels)
             return
         }
         if sampler {
@@ -101,8 +103,7 @@ struct Bench: AsyncParsableCommand {
 
     /// `--serve`: the Engine under load, then the forward-only decode rate at the same batch on
     /// the same model, in the same run.
-    private func runServe(config: ModelConfig, options: ModelOptions, batches: [Int]) async throws {
-        let c = concurrency ?? batches.max() ?? 1
+    private func runServe(config: ModelConfig, options: ModelOptions, levels: [Int]) async throws {
         let lm: any LanguageModel
         let engine: Engine
         var c2 = config
@@ -116,7 +117,18 @@ struct Bench: AsyncParsableCommand {
             lm = try device.build(try RandomWeights(config: config, seed: seed), options.runtime)
             engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, makeDecoder: { TokenIDDecoder() })
         }
-        try warmUp(lm, batches: [c], vocabSize: c2.vocabSize)
+        try warmUp(lm, batches: levels, vocabSize: c2.vocabSize)
+        if !json {
+            print("device: \(lm.deviceName); \(model.ckptDir ?? preset), \(c2.nLayers) layers; sampling temperature \(temperature), top-k \(topK), top-p \(topP)")
+        }
+        for c in levels {
+            try await serveLevel(c, lm: lm, engine: engine, config: c2)
+        }
+    }
+
+    /// One concurrency level: an untimed round (graphs, plans, scratch for this batch), the timed
+    /// round, then the forward-only decode rate at the same batch.
+    private func serveLevel(_ c: Int, lm: any LanguageModel, engine: Engine, config c2: ModelConfig) async throws {
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
         let bench = ServingBenchmark(requests: requests ?? c, concurrency: c, promptLength: promptLen,
                                      generatedLength: genLen, vocabularySize: c2.vocabSize, sampling: sampling, seed: seed)
@@ -132,7 +144,6 @@ struct Bench: AsyncParsableCommand {
                                    forward_decode_tokens_per_s: forward.decode_tokens_per_s_total,
                                    forward_decode_step_ms: forward.decode_step_ms, steady_over_forward: ratio))
         } else {
-            print("device: \(lm.deviceName); \(model.ckptDir ?? preset), \(c2.nLayers) layers; sampling temperature \(temperature), top-k \(topK), top-p \(topP)")
             print(String(format: "serve  %d requests, %d at a time, prompt %d, %d tokens each | %d errors",
                          served.requests, served.concurrency, promptLen, genLen, served.errors))
             print(String(format: "       end to end %8.1f tok/s | steady decode %8.1f tok/s | TTFT p50 %.1f p99 %.1f ms | ITL p50 %.2f p99 %.2f ms",
