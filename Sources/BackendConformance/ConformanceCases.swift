@@ -18,6 +18,7 @@ extension BackendConformance {
             ("moeExperts", { try $0.moeExpertsCases() }),
             ("normedMoE", { try $0.normedMoECases() }),
             ("gatherRows", { try $0.gatherRowsCase() }),
+            ("sample", { try $0.sampleCases() }),
         ]
         for (name, body) in cases where only?.contains(name) ?? true {
             do {

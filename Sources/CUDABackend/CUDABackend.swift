@@ -361,6 +361,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     enum ScratchSlot: Hashable {
         case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, moeGate, moeUp, moeGathered, moeRowOf, blasWorkspace, attnMax, attnSum, attnAcc, productOut, normed
         case moeIDs, moeWeights, moeNormed, moeLogits
+        /// The `sample` op's penalised copy of the logits rows, (R, V) f32.
+        case samplePenalised
     }
 
     func scratch(_ slot: ScratchSlot, bytes: Int) throws -> CUdeviceptr {

@@ -4,7 +4,7 @@ import Tensors
 
 /// The `.cu` files in Kernels/, embedded in the binary by SwiftPM (`.embedInCode`).
 enum KernelFile: String, CaseIterable, Sendable {
-    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope
+    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope, sampling
 
     var source: String {
         let bytes: [UInt8]
@@ -17,6 +17,7 @@ enum KernelFile: String, CaseIterable, Sendable {
         case .moe: bytes = PackageResources.moe_cu
         case .rmsnorm: bytes = PackageResources.rmsnorm_cu
         case .rope: bytes = PackageResources.rope_cu
+        case .sampling: bytes = PackageResources.sampling_cu
         }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -50,6 +51,8 @@ enum Kernel: Hashable, Sendable {
     /// Flash-decoding attention (attention.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
     /// query heads per block, and the merge of its key splits.
     case attentionDecode(headDim: Int, group: Int), attentionDecodeMerge
+    /// The `sample` op (sampling.cu): one block per logits row.
+    case sampleRows
 
     var file: KernelFile {
         switch self {
@@ -61,6 +64,7 @@ enum Kernel: Hashable, Sendable {
         case .appendKV: return .kvcache
         case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
+        case .sampleRows: return .sampling
         }
     }
 
@@ -103,6 +107,7 @@ enum Kernel: Hashable, Sendable {
         case .attentionPrefill(let headDim): return "attention_prefill_d\(headDim)"
         case .attentionDecode(let headDim, let group): return "attention_decode_d\(headDim)_q\(group)"
         case .attentionDecodeMerge: return "attention_decode_merge"
+        case .sampleRows: return "sample_rows"
         }
     }
 
@@ -113,7 +118,7 @@ enum Kernel: Hashable, Sendable {
                               .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded,
                               .moeRouteSort, .moeGemvGateUp, .moeGemvDown, .attentionMerge,
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
-                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge]
+                              .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge, .sampleRows]
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t), .moeNormRoute(t)] }

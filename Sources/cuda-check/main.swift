@@ -158,6 +158,7 @@ do {
         say("\n== bench on \(cuda.name): " + String(format: "device-to-device copy %.0f GB/s (read + write)", bw / 1e9))
         say("per-op time at Mistral-7B decode shapes (50 launches between host syncs):")
         try bench.microbench(bandwidth: bw)
+        try bench.sampleBench()
         let layers = option("--layers").flatMap(Int.init) ?? 32
         let mistral = ModelConfig(dim: 4096, nLayers: layers, headDim: 128, hiddenDim: 14336, nHeads: 32, nKVHeads: 8,
                                   normEps: 1e-5, vocabSize: 32768, ropeTheta: 1_000_000)

@@ -55,6 +55,8 @@ let cudaAvailability: CUDAAvailability = {
         let results = suite.runAll()
         #expect(results.count >= 20)
         for r in results { #expect(r.passed, "\(r)") }
+        // The sample family (SamplingCases.swift) at every vocabulary size.
+        for v in [32000, 32768, 131072] { #expect(results.contains { $0.name.hasPrefix("sample V \(v) ") }) }
     }
 }
 
@@ -69,7 +71,7 @@ let cudaAvailability: CUDAAvailability = {
             return
         }
         let results = try CUDABackend.compileKernels(nvrtc: nvrtc, arch: "sm_90")
-        #expect(results.count == 8)
+        #expect(results.count == 9)
         for r in results { #expect(r.cubinBytes > 1000, "\(r.file): \(r.cubinBytes) bytes") }
     }
 
@@ -81,7 +83,7 @@ let cudaAvailability: CUDAAvailability = {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".cu") }
         let text = try files.map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
         for symbol in CUDABackend.kernelSymbols {
-            let direct = text.contains("void \(symbol)(") || ["32", "256"].contains { text.contains("void __launch_bounds__(\($0)) \(symbol)(") }
+            let direct = text.contains("void \(symbol)(") || ["32", "256", "SAMPLE_THREADS"].contains { text.contains("void __launch_bounds__(\($0)) \(symbol)(") }
             // Macro-generated: name_##S with S in bf16/f16/f32, gemv_bf16_r##R with R 1...4, or
             // attention_prefill_d##DH.
             let parts = symbol.split(separator: "_")
