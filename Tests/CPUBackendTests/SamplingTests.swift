@@ -82,8 +82,8 @@ import Testing
     /// probability must never be drawn.
     static func checkFrequencies(_ logits: [Float], _ p: Params, draws: Int = 20000, seed: UInt64 = 1,
                                  _ label: String) throws {
-        var rng = DrawStream(seed: seed)
-        let us = (0..<draws).map { _ in rng.nextFloat() }
+        var rng = SeededRandom(seed: seed)
+        let us = (0..<draws).map { _ in rng.uniform() }
         // In chunks of rows, so a full-vocabulary row is not copied thousands of times at once.
         var picks: [Int] = []
         for start in stride(from: 0, to: draws, by: 256) {
@@ -133,8 +133,8 @@ import Testing
 
     @Test func aimeDefaultsOnAFullVocabulary() throws {
         // V = 32768: top-k 40 through the heap selection, then top-p over the 40.
-        var rng = DrawStream(seed: 5)
-        let logits = (0..<32768).map { _ in 4 * rng.nextFloat() - 2 }
+        var rng = SeededRandom(seed: 5)
+        let logits = (0..<32768).map { _ in 4 * rng.uniform() - 2 }
         try Self.checkFrequencies(logits, Params(temperature: 0.8, topK: 40, topP: 0.9), draws: 4000, "V 32768, AIME defaults")
     }
 
@@ -199,16 +199,7 @@ import Testing
     }
 }
 
-/// A tiny seeded generator for draws (DrawStream64).
-struct DrawStream {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextFloat() -> Float { Float(next() >> 40) * 0x1.0p-24 }
+extension SeededRandom {
+    /// A uniform draw in [0, 1) with 24 bits, as the engine's per-sequence stream gives.
+    mutating func uniform() -> Float { Float(next() >> 40) * 0x1.0p-24 }
 }
