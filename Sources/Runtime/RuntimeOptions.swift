@@ -17,10 +17,14 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var gpuMemoryFraction: Double
     /// CPU threads (nil: all cores).
     public var threads: Int?
+    /// A LoRA adapter (`lora.safetensors` from mistral-finetune) merged into the weights at load.
+    public var loraPath: String?
+    /// The adapter's scale: W' = W + loraScale·(B·A) (mistral-inference's default is 2.0).
+    public var loraScale: Float
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
-                gpuMemoryFraction: Double = 0.9, threads: Int? = nil) {
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, loraPath: String? = nil, loraScale: Float = 2.0) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -29,5 +33,7 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.device = device
         self.gpuMemoryFraction = gpuMemoryFraction
         self.threads = threads
+        self.loraPath = loraPath
+        self.loraScale = loraScale
     }
 }

@@ -47,11 +47,18 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: [.customLong("lora"), .customLong("lora_path")],
+            help: "LoRA adapter (lora.safetensors from mistral-finetune), merged into the weights at load.")
+    var lora: String?
+
+    @Option(name: [.customLong("lora-scale")], help: "With --lora: W' = W + scale·(B·A) (mistral-inference's 2.0).")
+    var loraScale: Float = 2.0
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, loraPath: lora, loraScale: loraScale)
     }
 }
 
