@@ -51,6 +51,10 @@ public struct LoRAAdapter: Sendable {
         guard let dtype else {
             throw CheckpointError(.missingTensor, file: fileName, "the adapter has no tensors")
         }
+        guard LoRAMergedWeights.mergeable.contains(baseDType) else {
+            throw CheckpointError(.unsupported, file: fileName, tensor: firstName,
+                                  "the model's weights are stored as \(baseDType); a LoRA adapter merges into bf16, f16 or f32 weights (merge into those, then quantize with --quantize fp8)")
+        }
         guard dtype == baseDType else {
             throw CheckpointError(.dtypeMismatch, file: fileName, tensor: firstName,
                                   "the adapter is \(dtype) but the model's weights are \(baseDType); they must match")

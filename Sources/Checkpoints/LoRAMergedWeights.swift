@@ -28,8 +28,15 @@ public struct LoRAMergedWeights: WeightSource {
     public func tensor(_ key: WeightKey) throws -> HostTensor {
         let w = try base.tensor(key)
         guard let pair = adapter.pairs[key] else { return w }
+        guard Self.mergeable.contains(w.dtype) else {
+            throw CheckpointError(.unsupported, file: adapter.file.lastPathComponent, tensor: key.loraName(.a),
+                                  "the base weight \(key.nativeName) is \(w.dtype); a LoRA merge needs bf16, f16 or f32 weights")
+        }
         return Self.merge(w, pair, scale: scale)
     }
+
+    /// The weight dtypes a merge can write back (FP8 checkpoints are merged before quantizing, not after).
+    static let mergeable: Set<DType> = [.bf16, .f16, .f32]
 
     /// W (out, in) + scale · B (out, r) · A (r, in), in W's dtype. Rows in parallel; each row is
     /// widened once, gets r scaled rows of A added (contiguous, so the loop vectorises), and is
@@ -68,7 +75,9 @@ public struct LoRAMergedWeights: WeightSource {
                             for j in 0..<cols {
                                 dst[j] = Float16(Float(Float16(bitPattern: src[j])) + scale * delta[j]).bitPattern
                             }
-                        case .f32, .i32:
+                        case .i32, .e4m3:
+                            break   // refused in tensor(_:) before merging
+                        case .f32:
                             let src = w.data.baseAddress!.assumingMemoryBound(to: Float.self) + offset
                             let dst = out.raw.assumingMemoryBound(to: Float.self) + offset
                             for j in 0..<cols { dst[j] = src[j] + scale * delta[j] }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Generation
 import Runtime
 
@@ -47,6 +48,10 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("quantize"),
+            help: "Quantize weights while loading: fp8 (e4m3, one scale per output row; embeddings, output and MoE router stay as stored).")
+    var quantize: WeightQuantization?
+
     @Option(name: [.customLong("lora"), .customLong("lora_path")],
             help: "LoRA adapter (lora.safetensors from mistral-finetune), merged into the weights at load.")
     var lora: String?
@@ -58,9 +63,12 @@ struct ModelOptions: ParsableArguments {
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, loraPath: lora, loraScale: loraScale)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
+                       loraPath: lora, loraScale: loraScale)
     }
 }
+
+extension WeightQuantization: ExpressibleByArgument {}
 
 /// How tokens are picked. Shared by chat and generate.
 struct SamplingOptions: ParsableArguments {
