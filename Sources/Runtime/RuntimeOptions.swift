@@ -24,11 +24,16 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var maxQueued: Int?
     /// Quantize the weights while they load (nil: keep the stored dtype).
     public var quantization: WeightQuantization?
+    /// A LoRA adapter (`lora.safetensors` from mistral-finetune) merged into the weights at load,
+    /// before any quantization.
+    public var loraPath: String?
+    /// The adapter's scale: W' = W + loraScale·(B·A) (mistral-inference's default is 2.0).
+    public var loraScale: Float
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
                 gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil,
-                quantization: WeightQuantization? = nil) {
+                quantization: WeightQuantization? = nil, loraPath: String? = nil, loraScale: Float = 2.0) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -39,5 +44,7 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.threads = threads
         self.maxQueued = maxQueued
         self.quantization = quantization
+        self.loraPath = loraPath
+        self.loraScale = loraScale
     }
 }
