@@ -6,7 +6,7 @@
 # with the same sanitizer flags so their code is instrumented too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=.build-fuzz
+OUT=${FUZZ_OUT:-.build-fuzz}   # FUZZ_OUT: build elsewhere while a run uses .build-fuzz
 mkdir -p "$OUT/modules"
 FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6)
 

@@ -10,7 +10,7 @@ SECONDS_EACH=${1:?usage: tools/fuzz/run.sh SECONDS [TARGET...]}
 shift
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors model-config sentencepiece chat pth)
-OUT=.build-fuzz
+OUT=${FUZZ_OUT:-.build-fuzz}   # FUZZ_OUT: build elsewhere while a run uses .build-fuzz
 mkdir -p "$OUT/artifacts" "$OUT/logs"
 failed=()
 for t in "${TARGETS[@]}"; do
