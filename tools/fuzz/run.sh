@@ -20,7 +20,7 @@ for t in "${TARGETS[@]}"; do
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -detect_leaks=1 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" >"$OUT/logs/$t.log" 2>&1
     rc=$?
-    grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' "$OUT/logs/$t.log"
+    grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' "$OUT/logs/$t.log"
     if [ $rc -ne 0 ]; then
         echo "FAIL: $t exited $rc; log $OUT/logs/$t.log, input in $OUT/artifacts/"
         grep -E 'ERROR|SUMMARY|Fatal error|artifact' "$OUT/logs/$t.log" | head -20
