@@ -40,4 +40,5 @@ want model-config && target model-config Checkpoints ModelConfigJSON.swift Tenso
 want pth && target pth Checkpoints PyTorchZip.swift Tensors
 want sentencepiece && target sentencepiece Tokenizers SentencePieceProto.swift
 want chat && target chat Chat ChatRequestJSON.swift Tokenizers
+want detokenizer && target detokenizer Tokenizers StreamingDetokenizerIDs.swift
 echo "fuzz targets in $OUT/"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:?usage: tools/fuzz/run.sh SECONDS [TARGET...]}
 shift
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors model-config sentencepiece chat pth)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors model-config sentencepiece chat pth detokenizer)
 OUT=${FUZZ_OUT:-.build-fuzz}   # FUZZ_OUT: build elsewhere while a run uses .build-fuzz
 mkdir -p "$OUT/artifacts" "$OUT/logs"
 failed=()
