@@ -20,10 +20,13 @@ public struct RuntimeOptions: Sendable, Equatable {
     /// Most requests waiting for admission; a submit past it fails with `GenerationError.queueFull`
     /// (nil: unbounded). For servers: the worker takes only as many jobs as it has slots.
     public var maxQueued: Int?
+    /// Reuse the KV of earlier requests' common prompt prefixes (on by default).
+    public var prefixCaching: Bool
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
-                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil) {
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil,
+                prefixCaching: Bool = true) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -33,5 +36,6 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.gpuMemoryFraction = gpuMemoryFraction
         self.threads = threads
         self.maxQueued = maxQueued
+        self.prefixCaching = prefixCaching
     }
 }

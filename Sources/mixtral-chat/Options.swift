@@ -47,11 +47,15 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
 
+    @Flag(name: .customLong("no-prefix-caching"),
+          help: "Compute every prompt in full instead of reusing the KV cache of earlier prompts' common prefixes.")
+    var noPrefixCaching = false
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, prefixCaching: !noPrefixCaching)
     }
 }
 
