@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Generation
 import Runtime
 
@@ -47,6 +48,10 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("quantize"),
+            help: "Quantize weights while loading: fp8 (e4m3, one scale per output row; embeddings, output and MoE router stay as stored).")
+    var quantize: WeightQuantization?
+
     @Flag(name: .customLong("no-prefix-caching"),
           help: "Compute every prompt in full instead of reusing the KV cache of earlier prompts' common prefixes.")
     var noPrefixCaching = false
@@ -55,9 +60,12 @@ struct ModelOptions: ParsableArguments {
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, prefixCaching: !noPrefixCaching)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
+                       prefixCaching: !noPrefixCaching)
     }
 }
+
+extension WeightQuantization: ExpressibleByArgument {}
 
 /// How tokens are picked. Shared by chat and generate.
 struct SamplingOptions: ParsableArguments {
