@@ -51,6 +51,7 @@ public struct ModelRuntime: Sendable {
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
         let model = try makeModel(try weights(checkpoint, options), options: options, quiet: quiet)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256, maxQueued: options.maxQueued,
+                            prefixCaching: options.prefixCaching,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: options.quantization?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)

@@ -118,7 +118,7 @@ struct Bench: AsyncParsableCommand {
         } else {
             let device = try RuntimeDevice.make(options.runtime, quiet: json)
             lm = try device.build(try RandomWeights(config: config, seed: seed), options.runtime)
-            engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, makeDecoder: { TokenIDDecoder() })
+            engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, prefixCaching: options.runtime.prefixCaching, makeDecoder: { TokenIDDecoder() })
         }
         try warmUp(lm, batches: levels, vocabSize: c2.vocabSize)
         if !json {
