@@ -4,6 +4,7 @@ import PackageDescription
 /// Dependency direction (see docs/architecture.md):
 /// Tensors ← Checkpoints, CPUBackend, CUDABackend(← CUDADriver), Model
 /// Tokenizers ← Chat ← Generation(← Model) ← AIMEWorker ← mixtral-chat
+/// Downloads (AsyncHTTPClient, swift-crypto) ← mixtral-chat
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
@@ -17,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .target(name: "Tensors", swiftSettings: optimize),
@@ -46,9 +48,18 @@ let package = Package(
             name: "mixtral-chat",
             dependencies: [
                 "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend", "CUDADriver",
-                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime",
+                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime", "Downloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        // `mixtral-chat download`: streaming tar extraction over HTTP with md5 and resume.
+        .target(
+            name: "Downloads",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         .target(
             name: "AIMEWorker",
@@ -58,6 +69,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "DownloadsTests",
+            dependencies: [
+                "Downloads",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [

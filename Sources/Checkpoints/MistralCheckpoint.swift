@@ -107,7 +107,7 @@ public final class MistralCheckpoint: WeightSource {
         let extras = archive.names.filter { !used.contains($0) && !WeightKey.isIgnorable($0) }
         if let lora = extras.first(where: { $0.contains("lora") }) {
             throw CheckpointError(.unsupported, file: archive.fileName(of: lora), tensor: lora,
-                                  "LoRA adapter weights are not supported; merge the adapter into the base weights first")
+                                  "LoRA adapter tensors inside the checkpoint are not loaded; pass the adapter's own file with --lora")
         }
         if let extra = extras.first {
             throw CheckpointError(.unexpectedTensor, file: archive.fileName(of: extra), tensor: extra,

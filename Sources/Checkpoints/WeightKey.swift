@@ -122,6 +122,39 @@ public enum WeightKey: Hashable, Sendable {
     }
 }
 
+/// The two factors of a LoRA adapter on one linear weight W (out, in): the update is B·A.
+public enum LoRAFactor: String, Sendable, CaseIterable {
+    case a = "lora_A"   // (r, in)
+    case b = "lora_B"   // (out, r)
+}
+
+extension WeightKey {
+    /// The adapter's tensor name for this weight, as mistral-finetune saves `lora.safetensors`
+    /// (`layers.0.attention.wq.lora_A.weight`), or nil for weights no adapter touches
+    /// (embeddings, norms, output). The MoE router (`feed_forward.gate`) is a linear layer too
+    /// and is accepted, so an adapter trained with it is not refused.
+    public func loraName(_ factor: LoRAFactor) -> String? {
+        switch self {
+        case .tokEmbeddings, .finalNorm, .output, .attentionNorm, .ffnNorm: return nil
+        default:
+            let base = nativeName
+            guard base.hasSuffix(".weight") else { return nil }
+            return String(base.dropLast(".weight".count)) + ".\(factor.rawValue).weight"
+        }
+    }
+
+    /// Every adapter tensor name a model with `config` can have, mapped to its weight and factor.
+    public static func loraNames(for c: ModelConfig) -> [String: (key: WeightKey, factor: LoRAFactor)] {
+        var names: [String: (key: WeightKey, factor: LoRAFactor)] = [:]
+        for key in all(for: c) {
+            for factor in LoRAFactor.allCases {
+                if let name = key.loraName(factor) { names[name] = (key, factor) }
+            }
+        }
+        return names
+    }
+}
+
 /// How a checkpoint names its tensors and orders its wq/wk rows.
 public enum CheckpointLayout: String, Sendable, Equatable {
     /// Mistral's own files: interleaved (complex-pair) RoPE row order.

@@ -25,12 +25,14 @@ public struct ModelRuntime: Sendable {
         case noModel
         case noTokenizer(URL)
         case badDevice(String)
+        case badLoRAScale(Float)
         public var description: String {
             switch self {
             case .noModel:
                 return "no --ckpt-dir given and the demo model was not found (looked in: \(DemoModel.candidates.map(\.path).joined(separator: ", ")))"
             case .noTokenizer(let dir): return "no tokenizer.model[.v1|.v3] in \(dir.path); pass --tokenizer-path"
             case .badDevice(let d): return "unknown device '\(d)': use cpu, cuda or cuda:N"
+            case .badLoRAScale(let s): return "--lora-scale must be a finite number, got \(s)"
             }
         }
     }
@@ -47,11 +49,20 @@ public struct ModelRuntime: Sendable {
         guard let tokURL else { throw LoadError.noTokenizer(dir) }
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokURL)
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
-        let model = try makeModel(checkpoint, options: options, quiet: quiet)
-        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
+        let model = try makeModel(try weights(checkpoint, options), options: options, quiet: quiet)
+        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256, maxQueued: options.maxQueued,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: (options.quantization ?? checkpoint.quantization)?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
+    }
+
+    /// The checkpoint's weights, with the `--lora` adapter merged in when `options` names one
+    /// (checked against the model before anything is uploaded).
+    public static func weights(_ checkpoint: MistralCheckpoint, _ options: RuntimeOptions) throws -> any WeightSource {
+        guard let path = options.loraPath else { return checkpoint }
+        guard options.loraScale.isFinite else { throw LoadError.badLoRAScale(options.loraScale) }
+        let adapter = try LoRAAdapter.load(URL(fileURLWithPath: path), config: checkpoint.config, baseDType: checkpoint.dtype)
+        return LoRAMergedWeights(base: checkpoint, adapter: adapter, scale: options.loraScale)
     }
 
     /// Builds the model of `source` on the device `options` names.

@@ -19,12 +19,21 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var gpuMemoryFraction: Double
     /// CPU threads (nil: all cores).
     public var threads: Int?
+    /// Most requests waiting for admission; a submit past it fails with `GenerationError.queueFull`
+    /// (nil: unbounded). For servers: the worker takes only as many jobs as it has slots.
+    public var maxQueued: Int?
     /// Quantize the weights while they load (nil: keep the stored dtype).
     public var quantization: WeightQuantization?
+    /// A LoRA adapter (`lora.safetensors` from mistral-finetune) merged into the weights at load,
+    /// before any quantization.
+    public var loraPath: String?
+    /// The adapter's scale: W' = W + loraScale·(B·A) (mistral-inference's default is 2.0).
+    public var loraScale: Float
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
-                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, quantization: WeightQuantization? = nil) {
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil,
+                quantization: WeightQuantization? = nil, loraPath: String? = nil, loraScale: Float = 2.0) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -33,6 +42,9 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.device = device
         self.gpuMemoryFraction = gpuMemoryFraction
         self.threads = threads
+        self.maxQueued = maxQueued
         self.quantization = quantization
+        self.loraPath = loraPath
+        self.loraScale = loraScale
     }
 }

@@ -92,7 +92,7 @@ public struct ServingBenchmark: Sendable {
                                 case .token: line.tokens.append(seconds())
                                 case .finished(let reason, _, _, let error):
                                     line.failed = reason == .error || reason == .cancelled
-                                    if line.failed { line.error = error ?? "\(reason)" }
+                                    if line.failed { line.error = error?.description ?? "\(reason)" }
                                 case .prefillProgress, .logprobs: break
                                 }
                             }

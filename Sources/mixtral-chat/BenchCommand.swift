@@ -52,6 +52,9 @@ struct Bench: AsyncParsableCommand {
         if let layers { config.nLayers = max(1, min(layers, config.nLayers)) }
         let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !batches.isEmpty else { throw ValidationError("--batch needs positive integers") }
+        if model.lora != nil, !(serve && model.ckptDir != nil) {
+            throw ValidationError("bench runs on random weights; --lora needs a checkpoint (--serve --ckpt-dir DIR --lora PATH)")
+        }
         var options = model
         let levels = concurrency.map { $0.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 } } ?? batches
         guard !levels.isEmpty else { throw ValidationError("--concurrency needs positive integers") }

@@ -48,12 +48,12 @@ struct Generate: AsyncParsableCommand {
             if json {
                 let result = await handle.collect()
                 printJSONLine(Output(tokens: result.tokens, text: result.text, finish_reason: result.finishReason.rawValue,
-                                     prompt_tokens: result.promptTokens, error: result.error,
+                                     prompt_tokens: result.promptTokens, error: result.error?.description,
                                      logprobs: logprobs == nil ? nil : result.logprobs.map(LogprobOutput.init)))
             } else {
                 for await event in handle.events {
                     if case .token(_, let text) = event { FileHandle.standardOutput.write(Data(text.utf8)) }
-                    if case .finished(_, _, _, let error?) = event { printError(error) }
+                    if case .finished(_, _, _, let error?) = event { printError(error.description) }
                 }
                 print()
             }

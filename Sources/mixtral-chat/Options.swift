@@ -52,11 +52,19 @@ struct ModelOptions: ParsableArguments {
             help: "Quantize weights while loading: fp8 (e4m3, one scale per output row; embeddings, output and MoE router stay as stored).")
     var quantize: WeightQuantization?
 
+    @Option(name: [.customLong("lora"), .customLong("lora_path")],
+            help: "LoRA adapter (lora.safetensors from mistral-finetune), merged into the weights at load.")
+    var lora: String?
+
+    @Option(name: [.customLong("lora-scale")], help: "With --lora: W' = W + scale·(B·A) (mistral-inference's 2.0).")
+    var loraScale: Float = 2.0
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
+                       loraPath: lora, loraScale: loraScale)
     }
 }
 
