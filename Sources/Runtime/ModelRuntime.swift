@@ -53,7 +53,7 @@ public struct ModelRuntime: Sendable {
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256, maxQueued: options.maxQueued,
                             prefixCaching: options.prefixCaching,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
-        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: options.quantization?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
+        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: (options.quantization ?? checkpoint.quantization)?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }
 

@@ -33,6 +33,8 @@ struct Bench: AsyncParsableCommand {
 
     struct Row: Encodable {
         var device: String, preset: String, layers: Int, batch: Int
+        /// bf16, or fp8 with --quantize fp8 (bytes_per_step counts weights at that stored size).
+        var weights: String
         var prefill_tokens_per_s: Double
         var prefill_tflop_per_s: Double, measured_gemm_tflop_per_s: Double?, prefill_fraction_of_gemm_rate: Double?
         var decode_step_ms: Double, decode_tokens_per_s_per_seq: Double, decode_tokens_per_s_total: Double
@@ -86,7 +88,8 @@ struct Bench: AsyncParsableCommand {
         if !json {
             print("device: \(lm.deviceName); measured copy bandwidth \(String(format: "%.1f", bandwidth)) GB/s (read + write)"
                   + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
-            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config)) / 1e9)) GB bf16")
+            let format = options.runtime.quantization?.rawValue ?? "bf16"
+            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
         }
         for b in batches {
             let row = try measure(lm, config: config, batch: b, bandwidth: bandwidth, gemmRate: gemmRate, fullLayers: fullLayers,
@@ -233,14 +236,16 @@ struct Bench: AsyncParsableCommand {
         times.sort()
         let stepSeconds = times.isEmpty ? .nan : times[times.count / 2]
         let context = promptLen + genLen / 2
-        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                           quantization: model.quantize))
         let achieved = bytes / stepSeconds / 1e9
         let fraction = achieved / bandwidth
         var fullConfig = c
         fullConfig.nLayers = fullLayers
-        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                               quantization: model.quantize))
         let prefillRate = Double(batch) * BenchPresets.prefillFLOPs(c, tokens: promptLen) / prefillSeconds
-        return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch,
+        return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch, weights: model.quantize?.rawValue ?? "bf16",
                    prefill_tokens_per_s: Double(batch * promptLen) / prefillSeconds,
                    prefill_tflop_per_s: prefillRate / 1e12, measured_gemm_tflop_per_s: gemmRate.map { $0 / 1e12 },
                    prefill_fraction_of_gemm_rate: gemmRate.map { prefillRate / $0 },

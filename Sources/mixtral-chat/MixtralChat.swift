@@ -11,6 +11,6 @@ struct MixtralChat: AsyncParsableCommand {
             where-is-demo`).
             """,
         subcommands: [Chat.self, Generate.self, Worker.self, Download.self, Tokenize.self, EncodeChat.self, Bench.self, EvalDemo.self,
-                      WhereIsDemo.self],
+                      Quantize.self, CompareQuantization.self, WhereIsDemo.self],
         defaultSubcommand: nil)
 }
