@@ -49,7 +49,7 @@ public struct ModelRuntime: Sendable {
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
         let model = try makeModel(checkpoint, options: options, quiet: quiet)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
-                            makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
+                            maxQueued: options.maxQueued, makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }

@@ -17,10 +17,12 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var gpuMemoryFraction: Double
     /// CPU threads (nil: all cores).
     public var threads: Int?
+    /// Most requests waiting for admission before `Engine.submit` refuses (`--max-queued`; nil: unbounded).
+    public var maxQueued: Int?
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
-                gpuMemoryFraction: Double = 0.9, threads: Int? = nil) {
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -29,5 +31,6 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.device = device
         self.gpuMemoryFraction = gpuMemoryFraction
         self.threads = threads
+        self.maxQueued = maxQueued
     }
 }

@@ -10,6 +10,6 @@ struct MixtralChat: AsyncParsableCommand {
             Without --ckpt-dir, commands use the bundled demo model Chloe-tiny (see `mixtral-chat \
             where-is-demo`).
             """,
-        subcommands: [Chat.self, Generate.self, Worker.self, Tokenize.self, EncodeChat.self, Bench.self, EvalDemo.self, WhereIsDemo.self],
+        subcommands: [Chat.self, Generate.self, Serve.self, Worker.self, Tokenize.self, EncodeChat.self, Bench.self, EvalDemo.self, WhereIsDemo.self],
         defaultSubcommand: nil)
 }
