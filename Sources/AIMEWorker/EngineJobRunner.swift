@@ -35,11 +35,12 @@ public struct EngineJobRunner: ChatJobRunner {
                     generated += 1
                     continuation.yield(.text(text, generatedTokens: generated))
                 case .finished(let reason, let promptTokens, let generatedTokens, let error):
+                    // The AIME result carries a string; the typed error's description has the numbers.
                     let failure: String?
                     switch reason {
                     case .stop, .length: failure = nil
-                    case .cancelled: failure = error ?? "generation was cancelled"
-                    case .error: failure = error ?? "generation failed"
+                    case .cancelled: failure = (error ?? .cancelled).description
+                    case .error: failure = error?.description ?? "generation failed"
                     }
                     continuation.yield(.finished(promptTokens: promptTokens, generatedTokens: generatedTokens,
                                                  error: failure))

@@ -117,6 +117,26 @@ extension BackendConformance {
                                            count: rows * f, tolerance: tol))
             }
         }
+        // Model widths at decode row counts: a GEMV that stages the normed rows in shared memory
+        // needs exactly the 48 KiB default at 3 rows of 4096 (Mistral-7B, Mixtral-8x7B) and 2 of
+        // 6144 (Mixtral-8x22B, Codestral), more at 4 rows.
+        for (rows, k) in [(3, 4096), (4, 4096), (2, 6144)] {
+            let stream = try activation(rng.floats(rows * k, scale: 5), [rows, k])
+            let norm = try weight(rng.floats(k, scale: 2), [k], .bf16)
+            let (n, f) = (96, 48)
+            let w = try weight(rng.floats(n * k, scale: 0.05), [n, k], .bf16)
+            let out = try output([rows, n])
+            try test.normedMatmul(stream.t, norm: norm.t, eps: 1e-5, weight: w.t, out: out.t, rows: rows, inDim: k, outDim: n, gated: false)
+            try reference.normedMatmul(stream.r, norm: norm.r, eps: 1e-5, weight: w.r, out: out.r, rows: rows, inDim: k, outDim: n, gated: false)
+            results.append(try compare("normedMatmul bf16, norm bf16 (T \(rows), K \(k), N \(n))", out,
+                                       count: rows * n, tolerance: ConformanceTolerance.bf16Operands))
+            let w13 = try joined([rng.floats(f * k, scale: 0.08), rng.floats(f * k, scale: 0.08)], rows: [f, f], k: k, .bf16)
+            let gated = try output([rows, f])
+            try test.normedMatmul(stream.t, norm: norm.t, eps: 1e-5, weight: w13.t, out: gated.t, rows: rows, inDim: k, outDim: f, gated: true)
+            try reference.normedMatmul(stream.r, norm: norm.r, eps: 1e-5, weight: w13.r, out: gated.r, rows: rows, inDim: k, outDim: f, gated: true)
+            results.append(try compare("normedMatmul gated bf16, norm bf16 (T \(rows), K \(k), F \(f))", gated,
+                                       count: rows * f, tolerance: ConformanceTolerance.bf16Operands))
+        }
         return results
     }
 

@@ -118,15 +118,14 @@ extension CPUBackend {
 
         // Phase 1: h = silu(x·w1ᵀ) ⊙ (x·w3ᵀ), (n, F).
         let plan1 = TilePlan(outRows: hidden, tokens: 1, threads: threadCount)
-        let w1Type = w1.dtype, w3Type = w3.dtype, w2Type = w2.dtype
         pool.run(tasks: activeCount * plan1.rowChunks) { task, _ in
             let e = Int(active[task / plan1.rowChunks])
             let (rowRange, _) = plan1.ranges(task: task % plan1.rowChunks, outRows: hidden, tokens: 1)
             let first = Int(offsets[e]), count = Int(offsets[e + 1]) - first
             let xs = UnsafePointer(gathered + first * dim)
-            gemmTile(dtype: w1Type, weight: w1.parts[e], inDim: dim, rows: rowRange, x: xs, xStride: dim,
+            gemmTile(w1.weightPart(e), inDim: dim, rows: rowRange, x: xs, xStride: dim,
                      tokens: count, sink: StoreSink(out: hiddenBuffer + first * hidden, stride: hidden))
-            gemmTile(dtype: w3Type, weight: w3.parts[e], inDim: dim, rows: rowRange, x: xs, xStride: dim,
+            gemmTile(w3.weightPart(e), inDim: dim, rows: rowRange, x: xs, xStride: dim,
                      tokens: count, sink: StoreSink(out: up + first * hidden, stride: hidden))
             for slot in first..<(first + count) {
                 let h = hiddenBuffer + slot * hidden
@@ -144,7 +143,7 @@ extension CPUBackend {
                 let first = Int(offsets[e]), count = Int(offsets[e + 1]) - first
                 let sink = ScatterAddSink(out: out, stride: dim, targets: slotToken + first,
                                           scales: slotWeight + first)
-                gemmTile(dtype: w2Type, weight: w2.parts[e], inDim: hidden, rows: rowRange,
+                gemmTile(w2.weightPart(e), inDim: hidden, rows: rowRange,
                          x: hiddenBuffer + first * hidden, xStride: hidden, tokens: count, sink: sink)
             }
         }
@@ -160,7 +159,7 @@ extension CPUBackend {
         }
         try check(x, .f32, atLeast: rows * dim, "normedMoE x")
         try check(out, .f32, atLeast: rows * dim, "normedMoE out")
-        try checkWeight(norm, elements: dim, "normedMoE norm")
+        try checkNormWeight(norm, elements: dim, "normedMoE norm")
         let routerBlocks = try rowBlocks(router, outDim: experts, inDim: dim, "normedMoE router (\(experts), \(dim))")
         try checkWeight(w1, elements: hidden * dim, parts: experts, "normedMoE w1 (E, F, D)")
         try checkWeight(w3, elements: hidden * dim, parts: experts, "normedMoE w3 (E, F, D)")
@@ -173,7 +172,7 @@ extension CPUBackend {
             let weights = logits + rows * experts
             let ids = try scratch.sharedInts[3].reserve(rows * topK)   // (T, K)
             normaliseRows(x.floats, weight: norm, eps: eps, out: normed, rows: rows, dim: dim)
-            product(normed, blocks: routerBlocks, dtype: router.dtype, inDim: dim, rows: rows, out: logits,
+            product(normed, blocks: routerBlocks, inDim: dim, rows: rows, out: logits,
                     stride: experts) { StoreSink(out: $0, stride: $1) }
             // Top-k on the gate logits, then softmax over the k chosen (Mixtral's order).
             route(logits, ids: ids, weights: weights, rows: rows, experts: experts, topK: topK)

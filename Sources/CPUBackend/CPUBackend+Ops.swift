@@ -43,6 +43,10 @@ extension CPUBackend {
                 case .bf16: for i in 0..<dim { dst[i] = BF16Element.load1(base, row + i) }
                 case .f16: for i in 0..<dim { dst[i] = F16Element.load1(base, row + i) }
                 case .f32, .i32: for i in 0..<dim { dst[i] = F32Element.load1(base, row + i) }
+                case .e4m3:
+                    // The scheme keeps embeddings as stored, but an e4m3 table still reads right.
+                    let s = table.partScales![0][Int(ids.ints[t])]
+                    for i in 0..<dim { dst[i] = E4M3Element.load1(base, row + i) * s }
                 }
             }
         }
@@ -63,7 +67,7 @@ extension CPUBackend {
 
     public func rmsNorm(_ x: CPUTensor, weight: CPUTensor, eps: Float, out: CPUTensor, rows: Int, dim: Int) throws {
         try check(x, .f32, atLeast: rows * dim, "rmsNorm x")
-        try checkWeight(weight, elements: dim, "rmsNorm weight")
+        try checkNormWeight(weight, elements: dim, "rmsNorm weight")
         try check(out, .f32, atLeast: rows * dim, "rmsNorm out")
         guard dim > 0 else { return }
         locked { normaliseRows(x.floats, weight: weight, eps: eps, out: out.floats, rows: rows, dim: dim) }
@@ -78,6 +82,7 @@ extension CPUBackend {
             case .bf16: rmsNormRow(BF16Element.self, src, weight.base, eps, dst, dim)
             case .f16: rmsNormRow(F16Element.self, src, weight.base, eps, dst, dim)
             case .f32, .i32: rmsNormRow(F32Element.self, src, weight.base, eps, dst, dim)
+            case .e4m3: preconditionFailure("checkNormWeight refuses e4m3 norm weights")
             }
         }
         if rows * dim < 65_536 {
@@ -90,7 +95,7 @@ extension CPUBackend {
     public func normedMatmul(_ x: CPUTensor, norm: CPUTensor, eps: Float, weight: CPUTensor, out: CPUTensor,
                              rows: Int, inDim: Int, outDim: Int, gated: Bool) throws {
         try check(x, .f32, atLeast: rows * inDim, "normedMatmul x")
-        try checkWeight(norm, elements: inDim, "normedMatmul norm")
+        try checkNormWeight(norm, elements: inDim, "normedMatmul norm")
         let weightRows = gated ? 2 * outDim : outDim
         let blocks = try rowBlocks(weight, outDim: weightRows, inDim: inDim, "normedMatmul weight (\(weightRows), \(inDim))")
         try check(out, .f32, atLeast: rows * outDim, "normedMatmul out")
@@ -99,12 +104,12 @@ extension CPUBackend {
             let h = try scratch.shared[5].reserve(rows * inDim)   // (T, inDim) normed x
             normaliseRows(x.floats, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
             guard gated else {
-                product(h, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+                product(h, blocks: blocks, inDim: inDim, rows: rows, out: out.floats,
                         stride: outDim) { StoreSink(out: $0, stride: $1) }
                 return
             }
             let both = try scratch.shared[4].reserve(rows * 2 * outDim)   // (T, 2F): gate | up
-            product(h, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: both,
+            product(h, blocks: blocks, inDim: inDim, rows: rows, out: both,
                     stride: 2 * outDim) { StoreSink(out: $0, stride: $1) }
             let o = out.floats
             parallelRanges(rows) { range in
@@ -229,7 +234,7 @@ extension CPUBackend {
         try check(out, .f32, atLeast: rows * outDim, "matmul out")
         guard rows > 0, outDim > 0 else { return }
         locked {
-            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+            product(x.floats, blocks: blocks, inDim: inDim, rows: rows, out: out.floats,
                     stride: outDim) { StoreSink(out: $0, stride: $1) }
         }
     }
@@ -240,39 +245,39 @@ extension CPUBackend {
         try check(out, .f32, atLeast: rows * outDim, "matmulAdd out")
         guard rows > 0, outDim > 0 else { return }
         locked {
-            product(x.floats, blocks: blocks, dtype: weight.dtype, inDim: inDim, rows: rows, out: out.floats,
+            product(x.floats, blocks: blocks, inDim: inDim, rows: rows, out: out.floats,
                     stride: outDim) { AddSink(out: $0, stride: $1) }
         }
     }
 
-    /// The parts of a weight as (base, rows) blocks in output-row order: one block for a plain
+    /// The parts of a weight as (part, rows) blocks in output-row order: one block for a plain
     /// weight, several for a row-joined one.
     func rowBlocks(_ weight: CPUTensor, outDim: Int, inDim: Int,
-                   _ what: @autoclosure () -> String) throws -> [(base: UnsafeRawPointer, rows: Int)] {
+                   _ what: @autoclosure () -> String) throws -> [(part: WeightPart, rows: Int)] {
         guard let partRows = weight.partRows else {
             try checkWeight(weight, elements: outDim * inDim, what())
-            return [(UnsafeRawPointer(weight.base), outDim)]
+            return [(weight.weightPart(0), outDim)]
         }
         guard weight.shape == [outDim, inDim] else {
             throw BackendError.shapeMismatch("\(what()): joined weight is \(weight.shape)")
         }
-        return zip(weight.parts, partRows).map { (UnsafeRawPointer($0), $1) }
+        return partRows.enumerated().map { (weight.weightPart($0.offset), $0.element) }
     }
 
     /// x (T, K) · Wᵀ for each row block of W, emitting block b's columns through a sink made
     /// for out + (its first column), with row stride `stride`.
-    func product<S: TileSink>(_ x: UnsafeMutablePointer<Float>, blocks: [(base: UnsafeRawPointer, rows: Int)],
-                              dtype: DType, inDim: Int, rows: Int, out: UnsafeMutablePointer<Float>, stride: Int,
+    func product<S: TileSink>(_ x: UnsafeMutablePointer<Float>, blocks: [(part: WeightPart, rows: Int)],
+                              inDim: Int, rows: Int, out: UnsafeMutablePointer<Float>, stride: Int,
                               sink makeSink: (UnsafeMutablePointer<Float>, Int) -> S) {
         var column = 0
         let xs = UnsafePointer(x)
         for block in blocks {
             let plan = TilePlan(outRows: block.rows, tokens: rows, threads: threadCount)
-            let w = block.base, n = block.rows, base = out + column
+            let w = block.part, n = block.rows, base = out + column
             pool.run(tasks: plan.tasks) { task, _ in
                 let (rowRange, tokenRange) = plan.ranges(task: task, outRows: n, tokens: rows)
                 let shifted = makeSink(base + tokenRange.lowerBound * stride, stride)
-                gemmTile(dtype: dtype, weight: w, inDim: inDim, rows: rowRange,
+                gemmTile(w, inDim: inDim, rows: rowRange,
                          x: xs + tokenRange.lowerBound * inDim, xStride: inDim,
                          tokens: tokenRange.count, sink: shifted)
             }

@@ -115,6 +115,9 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
             case .i32: return (0..<count).map { Float(tensor.ints[$0]) }
             case .bf16: return (0..<count).map { BF16Element.load1(base, $0) }
             case .f16: return (0..<count).map { F16Element.load1(base, $0) }
+            case .e4m3:
+                let cols = max(1, tensor.shape.last ?? 1), scales = tensor.partScales![0]
+                return (0..<count).map { E4M3Element.load1(base, $0) * scales[$0 / cols] }
             }
         }
     }
@@ -140,7 +143,7 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     /// elements per part and `parts` parts.
     func checkWeight(_ tensor: CPUTensor, elements count: Int, parts: Int = 1, _ what: @autoclosure () -> String) throws {
         guard tensor.dtype != .i32 else {
-            throw BackendError.shapeMismatch("\(what()): weights must be bf16, f16 or f32, got i32")
+            throw BackendError.shapeMismatch("\(what()): weights must be bf16, f16, f32 or e4m3, got i32")
         }
         let uploaded = tensor.parts.count == parts && tensor.partCount == count
         // An owned f32 buffer may also serve as a single weight (e.g. a norm weight computed at run time).
@@ -149,6 +152,15 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
             throw BackendError.shapeMismatch(
                 "\(what()): expected \(parts) part(s) of \(count) elements, got \(tensor.parts.count) of \(tensor.partCount) (shape \(tensor.shape))")
         }
+    }
+
+    /// `checkWeight` for a norm weight (D), which the FP8 scheme keeps as stored: an e4m3 one
+    /// has no row scales to speak of and is refused.
+    func checkNormWeight(_ tensor: CPUTensor, elements count: Int, _ what: @autoclosure () -> String) throws {
+        guard tensor.dtype != .e4m3 else {
+            throw BackendError.unsupported("\(what()): norm weights stay bf16/f16/f32, got e4m3")
+        }
+        try checkWeight(tensor, elements: count, what())
     }
 
     /// Reads `count` i32 values and checks each lies in 0..<limit.

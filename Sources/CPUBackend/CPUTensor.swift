@@ -28,6 +28,8 @@ public final class CPUTensor: @unchecked Sendable {
     /// Row counts of the parts of a row-joined weight (`upload(concatenatingRows:)`), whose
     /// logical shape is (Σ rows, K); nil for every other tensor.
     let partRows: [Int]?
+    /// e4m3 weights: each part's row scales (one f32 per output row of the part); nil otherwise.
+    let partScales: [UnsafePointer<Float>]?
     /// Whether this tensor owns (and frees) its single buffer; weights are borrowed and read-only.
     let isOwned: Bool
     /// Keeps memory-mapped checkpoint storage alive for as long as the weight is in use.
@@ -54,6 +56,7 @@ public final class CPUTensor: @unchecked Sendable {
         self.parts = [raw]
         self.partCount = count
         self.partRows = nil
+        self.partScales = nil
         self.isOwned = true
         self.owners = []
     }
@@ -76,6 +79,7 @@ public final class CPUTensor: @unchecked Sendable {
             // An empty part has no base address; it is never read, any valid pointer will do.
             UnsafeMutableRawPointer(mutating: part.data.baseAddress ?? CPUTensor.emptyPart)
         }
+        self.partScales = CPUTensor.scales(of: parts)
         self.shape = parts.count == 1 ? first.shape : [parts.count] + first.shape
         self.count = first.elementCount * parts.count
         self.isOwned = false
@@ -99,6 +103,7 @@ public final class CPUTensor: @unchecked Sendable {
         self.partCount = first.elementCount
         self.partRows = rows
         self.parts = parts.map { UnsafeMutableRawPointer(mutating: $0.data.baseAddress ?? CPUTensor.emptyPart) }
+        self.partScales = CPUTensor.scales(of: parts)
         self.shape = [rows.reduce(0, +), k]
         self.count = rows.reduce(0, +) * k
         self.isOwned = false
@@ -107,6 +112,19 @@ public final class CPUTensor: @unchecked Sendable {
 
     deinit {
         if isOwned { free(parts[0]) }
+    }
+
+    /// The row scales of e4m3 parts (all parts share one dtype, checked by the caller).
+    private static func scales(of parts: [HostTensor]) -> [UnsafePointer<Float>]? {
+        guard parts.first?.dtype.hasRowScales == true else { return nil }
+        return parts.map { part in
+            part.rowScales?.baseAddress ?? UnsafePointer(CPUTensor.emptyPart.assumingMemoryBound(to: Float.self))
+        }
+    }
+
+    /// Part `i` as a weight the product kernels read: base address, stored dtype, row scales.
+    func weightPart(_ i: Int) -> WeightPart {
+        WeightPart(dtype: dtype, base: UnsafeRawPointer(parts[i]), scales: partScales?[i])
     }
 
     /// Stands in for the base address of zero-element weights. `nonisolated(unsafe)`: written once

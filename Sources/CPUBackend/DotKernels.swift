@@ -40,6 +40,29 @@ enum F16Element: WeightElement {
     }
 }
 
+/// FP8 e4m3 codes, widened without the row scale (the product applies it per row). The SIMD
+/// path goes through f16: code bits (sign, 4-bit exponent, 3-bit mantissa) shifted into f16's
+/// fields are the same number with exponent bias 15 instead of 7, so ×2⁸ after the F16C widening
+/// gives the exact value, subnormals included, with no subnormal f32 arithmetic (slow on x86).
+/// NaN codes (0x7F/0xFF) are made f16 NaNs. `load1` is the table itself; tests check both agree on
+/// all 256 codes.
+enum E4M3Element: WeightElement {
+    static var stride: Int { 1 }
+    @inline(__always)
+    static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
+        let codes = SIMD8<UInt16>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self))
+        let magnitude = codes & 0x7F
+        // A NaN code lands on f16 exponent 0b01111; setting the whole exponent field makes it NaN.
+        let nan = SIMD8<UInt16>(repeating: 0).replacing(with: 0x7C00, where: magnitude .== 0x7F)
+        let half = ((codes & 0x80) &<< 8) | (magnitude &<< 7) | nan
+        return SIMD8<Float>(unsafeBitCast(half, to: SIMD8<Float16>.self)) * 256
+    }
+    @inline(__always)
+    static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        FP8E4M3.toFloat(p.load(fromByteOffset: i, as: UInt8.self))
+    }
+}
+
 enum F32Element: WeightElement {
     static var stride: Int { 4 }
     @inline(__always)

@@ -37,6 +37,24 @@ struct ScatterAddSink: TileSink {
     }
 }
 
+/// value × scales[row] into `inner`: the row scale of an e4m3 weight, applied to the finished dot
+/// product (Σ q·x·s = s·Σ q·x, so each row costs one multiply instead of one per element).
+struct RowScaledSink<Inner: TileSink>: TileSink {
+    let inner: Inner
+    let scales: UnsafePointer<Float>
+    @inline(__always) func emit(token: Int, row: Int, value: Float) {
+        inner.emit(token: token, row: row, value: value * scales[row])
+    }
+}
+
+/// One weight matrix as the product kernels read it: stored dtype, base address, and for e4m3
+/// its row scales (rows counted from `base`).
+struct WeightPart {
+    let dtype: DType
+    let base: UnsafeRawPointer
+    let scales: UnsafePointer<Float>?
+}
+
 /// Rows of weight kept hot in L2 while all tokens of the tile pass over them: about 128 KiB.
 @inline(__always)
 func rowsPerCacheBlock(inDim: Int, elementBytes: Int) -> Int {
@@ -184,14 +202,20 @@ func dotBlock4<W: WeightElement, S: TileSink>(_: W.Type, weight: UnsafeRawPointe
     }
 }
 
-/// Dispatches `gemmTile` on the weight's stored dtype.
+/// The one place a product picks its inner loop by the weight's stored dtype (a new weight
+/// dtype is a new row here). Rows are counted from `weight.base`.
 @inline(__always)
-func gemmTile<S: TileSink>(dtype: DType, weight: UnsafeRawPointer, inDim: Int, rows: Range<Int>,
+func gemmTile<S: TileSink>(_ weight: WeightPart, inDim: Int, rows: Range<Int>,
                            x: UnsafePointer<Float>, xStride: Int, tokens: Int, sink: S) {
-    switch dtype {
-    case .bf16: gemmTile(BF16Element.self, weight: weight, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
-    case .f16: gemmTile(F16Element.self, weight: weight, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
-    case .f32, .i32: gemmTile(F32Element.self, weight: weight, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
+    let w = weight.base
+    switch weight.dtype {
+    case .bf16: gemmTile(BF16Element.self, weight: w, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
+    case .f16: gemmTile(F16Element.self, weight: w, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
+    case .f32, .i32: gemmTile(F32Element.self, weight: w, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens, sink: sink)
+    case .e4m3:
+        // Upload refuses e4m3 without scales, so `scales` is set here.
+        gemmTile(E4M3Element.self, weight: w, inDim: inDim, rows: rows, x: x, xStride: xStride, tokens: tokens,
+                 sink: RowScaledSink(inner: sink, scales: weight.scales!))
     }
 }
 

@@ -49,7 +49,10 @@ public enum CPUMatmulBenchmark {
                 state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
                 values[i] = Float(Int64(state >> 40) - (1 << 23)) / Float(1 << 23) * 0.05
             }
-            weight = try cpu.upload(HostTensor.owning(values, shape: [outDim, inDim], dtype: dtype))
+            let stored = dtype == .e4m3
+                ? try FP8Quantization.quantize(HostTensor.owning(values, shape: [outDim, inDim], dtype: .f32))
+                : HostTensor.owning(values, shape: [outDim, inDim], dtype: dtype)
+            weight = try cpu.upload(stored)
             x = try cpu.makeActivation([tokens, inDim])
             try cpu.write((0..<(tokens * inDim)).map { Float($0 % 17) / 17 - 0.5 }, to: x)
             out = try cpu.makeActivation([tokens, outDim])
@@ -61,7 +64,7 @@ public enum CPUMatmulBenchmark {
         }
 
         /// Weight bytes one call streams.
-        public var weightBytes: Int { outDim * inDim * dtype.byteSize }
+        public var weightBytes: Int { outDim * inDim * dtype.byteSize + (dtype.hasRowScales ? outDim * 4 : 0) }
 
         /// Best of `iterations` timed calls (after one untimed warm-up call).
         public func measure(iterations: Int = 10) throws -> Result {

@@ -182,7 +182,15 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
+    /// Weight dtypes this backend's kernels read; anything else fails at load with a clear error.
+    func requireUploadable(_ dtype: DType) throws {
+        guard weightDTypes.contains(dtype) else {
+            throw BackendError.unsupported("\(dtype.rawValue) weights on CUDA (the fp8 kernels are not in this build); load with --device cpu")
+        }
+    }
+
     public func upload(_ weight: HostTensor) throws -> CUDATensor {
+        try requireUploadable(weight.dtype)
         let t = try allocate(dtype: weight.dtype, shape: weight.shape)
         try uploader.copy(weight.data, to: t.pointer)
         return t
@@ -190,6 +198,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     public func upload(stacking parts: [HostTensor]) throws -> CUDATensor {
         guard let first = parts.first else { throw BackendError.shapeMismatch("upload(stacking:) of no parts") }
+        try requireUploadable(first.dtype)
         for (i, p) in parts.enumerated() where p.shape != first.shape || p.dtype != first.dtype {
             throw BackendError.shapeMismatch("stacked part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) \(first.shape)")
         }
@@ -205,6 +214,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         guard let first = parts.first, first.shape.count == 2 else {
             throw BackendError.shapeMismatch("upload(concatenatingRows:) needs 2-D parts, got \(parts.first?.shape ?? [])")
         }
+        try requireUploadable(first.dtype)
         for (i, p) in parts.enumerated() where p.shape.count != 2 || p.shape[1] != first.shape[1] || p.dtype != first.dtype {
             throw BackendError.shapeMismatch("joined part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) (_, \(first.shape[1]))")
         }
@@ -271,6 +281,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
             var out = [UInt16](repeating: 0, count: count)
             try copyFromDevice(tensor, into: &out)
             return out.map { Float(Float16(bitPattern: $0)) }
+        case .e4m3:
+            throw BackendError.unsupported("readFloats of e4m3 weights")
         }
     }
 

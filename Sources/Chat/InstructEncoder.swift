@@ -41,8 +41,8 @@ public enum InstructVersion: String, Sendable, CaseIterable {
 /// the message, as mistral-common does.)
 public struct InstructEncoder: Sendable {
     public let version: InstructVersion
-    private let tokenizer: SentencePieceTokenizer
-    private let controls: ControlIDs
+    let tokenizer: SentencePieceTokenizer
+    let controls: ControlIDs
 
     /// `version` nil: detected from the vocabulary (`InstructVersion.detect`).
     public init(tokenizer: SentencePieceTokenizer, version: InstructVersion? = nil) throws(ChatError) {
@@ -222,10 +222,13 @@ public struct InstructEncoder: Sendable {
 }
 
 /// The control token ids a version emits, looked up once.
-private struct ControlIDs: Sendable {
+struct ControlIDs: Sendable {
     var bos = 0, eos = 0
     var beginInst = 0, endInst = 0, toolCalls = 0, beginTools = 0, endTools = 0
     var beginToolResults = 0, endToolResults = 0
+    /// Fill-in-the-middle markers: only vocabularies with `[PREFIX]`/`[SUFFIX]` control pieces
+    /// (v3 on, e.g. Codestral's) have them; nil elsewhere, and `encodeFIM` refuses.
+    var fimPrefix: Int?, fimSuffix: Int?
 
     init(tokenizer: SentencePieceTokenizer, version: InstructVersion) throws(ChatError) {
         bos = tokenizer.bosID
@@ -246,5 +249,11 @@ private struct ControlIDs: Sendable {
         endTools = try control("[/AVAILABLE_TOOLS]")
         beginToolResults = try control("[TOOL_RESULTS]")
         endToolResults = try control("[/TOOL_RESULTS]")
+        func optionalControl(_ piece: String) -> Int? {
+            guard let id = tokenizer.id(forPiece: piece), tokenizer.isControl(id) else { return nil }
+            return id
+        }
+        fimPrefix = optionalControl("[PREFIX]")
+        fimSuffix = optionalControl("[SUFFIX]")
     }
 }

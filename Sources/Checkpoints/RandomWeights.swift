@@ -15,11 +15,13 @@ public struct RandomWeights: WeightSource {
     public let seed: UInt64
     public let dtype: DType
 
-    /// `dtype` is the stored dtype: bf16 (Mistral's releases), f16 or f32.
+    /// `dtype` is the stored dtype: bf16 (Mistral's releases), f16 or f32. (FP8 weights are
+    /// these quantized: wrap the source in `FP8QuantizingSource`.)
     public init(config: ModelConfig, seed: UInt64 = 0, dtype: DType = .bf16) throws {
         try config.validate(file: "RandomWeights config")
-        guard dtype != .i32 else {
-            throw CheckpointError(.unsupportedDType, file: "RandomWeights", "weights cannot be i32")
+        guard dtype != .i32, dtype != .e4m3 else {
+            throw CheckpointError(.unsupportedDType, file: "RandomWeights",
+                                  "weights cannot be \(dtype.rawValue) (for fp8, quantize bf16 weights)")
         }
         self.config = config
         self.seed = seed
@@ -40,6 +42,7 @@ public struct RandomWeights: WeightSource {
         switch dtype {   // bind once so the typed stores below are well-defined
         case .bf16, .f16: storage.pointer.bindMemory(to: UInt16.self, capacity: count)
         case .f32, .i32: storage.pointer.bindMemory(to: Float.self, capacity: count)
+        case .e4m3: preconditionFailure("refused by init")
         }
         let keySeed = seed ^ fnv1a(key.nativeName)
         let chunk = 1 << 18
@@ -83,6 +86,8 @@ public struct RandomWeights: WeightSource {
                 case .f32, .i32:
                     let p = out.raw.assumingMemoryBound(to: Float.self)
                     fill { i, x in p[i] = x == 0 ? tiny : x }
+                case .e4m3:
+                    break   // refused by init
                 }
             }
         }

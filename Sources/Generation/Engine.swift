@@ -2,32 +2,14 @@ import Dispatch
 import Model
 import Synchronization
 
-/// Errors raised when a request cannot be accepted at all.
-public enum EngineError: Error, CustomStringConvertible, Equatable {
-    case invalidParameters(String)
-    case emptyPrompt
-    case promptTooLong(tokens: Int, limit: Int)
-    case shutDown
-    /// The waiting queue already holds `limit` requests (`maxQueued`): try again later.
-    case queueFull(limit: Int)
-
-    public var description: String {
-        switch self {
-        case .invalidParameters(let why): return "invalid sampling parameters: \(why)"
-        case .emptyPrompt: return "the prompt has no tokens"
-        case let .promptTooLong(t, limit): return "prompt of \(t) tokens does not fit the context (\(limit) tokens incl. at least one generated)"
-        case .shutDown: return "the engine is shutting down"
-        case .queueFull(let limit): return "server busy: \(limit) requests are already waiting"
-        }
-    }
-}
-
 /// Continuous batching over one model: requests join and leave at any engine step.
 ///
-/// Each step packs the next token of every decoding sequence plus prefill chunks of newly
-/// admitted prompts (up to `maxBatchTokens` in total) into one forward pass, so a new request
-/// starts at the next step instead of waiting for running ones to finish. Steps run on one
-/// dedicated dispatch queue — the only caller of `LanguageModel.forward`.
+/// Each step is planned by a `Scheduler` (policy: who runs with how many tokens, who is
+/// preempted, no model) and executed here: pack the plan into one `PackedBatch`, run
+/// `LanguageModel.step` (forward pass and sampling on the device), then update every sequence
+/// from the sampled tokens (stream events, stop conditions). A new request starts at the next
+/// step instead of waiting for running ones to finish. Steps run on one dedicated dispatch queue —
+/// the only caller of the model.
 public final class Engine: Sendable {
     public let model: any LanguageModel
     /// Token ids that end a sequence (the model's EOS).
@@ -37,9 +19,10 @@ public final class Engine: Sendable {
     public let prefillChunk: Int
     /// Most requests that may wait for admission; a submit past it throws `.queueFull` (nil: unbounded).
     public let maxQueued: Int?
+    /// The scheduler's limits (from the model, `prefillChunk` and the admission watermark).
+    public let configuration: SchedulerConfiguration
     private let makeDecoder: @Sendable () -> any IncrementalDecoder
     private let state = Mutex(SharedState())
-    private let wake = DispatchSemaphore(value: 0)
     private let queue = DispatchQueue(label: "mixtral-chat.engine")
 
     struct SharedState: ~Copyable {
@@ -52,59 +35,80 @@ public final class Engine: Sendable {
         var running = 0
         var waiting = 0
         var steps = 0
+        var preemptions = 0
+        var failedSteps = 0
     }
 
+    /// - Parameter watermarkBlocks: free KV blocks kept back when admitting while others run
+    ///   (nil: 1% of the pool, at least one).
     public init(model: any LanguageModel, stopTokens: Set<Int>, prefillChunk: Int = 256, maxQueued: Int? = nil,
-                makeDecoder: @escaping @Sendable () -> any IncrementalDecoder) {
+                watermarkBlocks: Int? = nil, makeDecoder: @escaping @Sendable () -> any IncrementalDecoder) {
         self.model = model
         self.stopTokens = stopTokens
-        self.prefillChunk = max(1, min(prefillChunk, model.maxBatchTokens))
+        var configuration = SchedulerConfiguration(model: model, prefillChunk: prefillChunk)
+        if let watermarkBlocks { configuration.watermarkBlocks = max(0, watermarkBlocks) }
+        self.configuration = configuration
+        self.prefillChunk = configuration.prefillChunk
         self.maxQueued = maxQueued
         self.makeDecoder = makeDecoder
     }
 
-    /// Queues a request; its events arrive on the handle's stream.
-    public func submit(promptTokens: [Int], sampling: SamplingParameters) throws -> GenerationHandle {
-        if let why = sampling.validationError() { throw EngineError.invalidParameters(why) }
-        guard !promptTokens.isEmpty else { throw EngineError.emptyPrompt }
-        let limit = model.maxSequenceLength
-        guard promptTokens.count < limit,
-              model.kvBlocks.blocksNeeded(forTokens: promptTokens.count + 1) <= model.kvBlocks.blockCount else {
-            throw EngineError.promptTooLong(tokens: promptTokens.count, limit: min(limit, model.kvBlocks.blockCount * model.kvBlocks.blockSize))
+    /// Queues a request; its events arrive on the handle's stream. Throws `GenerationError` when
+    /// the request can never run (with the numbers) or the queue is full.
+    public func submit(promptTokens: [Int], sampling: SamplingParameters) throws(GenerationError) -> GenerationHandle {
+        if let why = sampling.validationError() { throw .invalidParameters(why) }
+        guard !promptTokens.isEmpty else { throw .emptyPrompt }
+        let vocabulary = model.config.vocabSize
+        if let bad = promptTokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
+            throw .tokenOutOfRange(token: bad, vocabularySize: vocabulary)
+        }
+        guard promptTokens.count < model.maxSequenceLength else {
+            throw .promptTooLong(tokens: promptTokens.count, limit: model.maxSequenceLength)
+        }
+        let pool = model.kvBlocks
+        let needed = pool.blocksNeeded(forTokens: promptTokens.count + 1)
+        guard needed <= pool.blockCount else {
+            throw .promptExceedsKVPool(tokens: promptTokens.count, blocksNeeded: needed, poolBlocks: pool.blockCount,
+                                       blockSize: pool.blockSize)
         }
         let (stream, continuation) = AsyncStream.makeStream(of: GenerationEvent.self, bufferingPolicy: .unbounded)
-        let startLoop: Bool
-        let id: Int
-        (id, startLoop) = try state.withLock { s in
-            if s.shuttingDown { throw EngineError.shutDown }
-            if let limit = maxQueued, s.incoming.count + s.waiting >= limit { throw EngineError.queueFull(limit: limit) }
+        let decoder = makeDecoder()
+        let queued: Result<(id: Int, startLoop: Bool), GenerationError> = state.withLock { s in
+            if s.shuttingDown { return .failure(.shutDown) }
+            if let limit = maxQueued, s.incoming.count + s.waiting >= limit { return .failure(.queueFull(limit: limit)) }
             let id = s.nextID
             s.nextID += 1
-            s.incoming.append(SequenceState(id: id, prompt: promptTokens, sampling: sampling,
-                                            decoder: makeDecoder(), continuation: continuation))
+            s.incoming.append(SequenceState(id: id, prompt: promptTokens, sampling: sampling, decoder: decoder,
+                                            continuation: continuation))
             let start = !s.loopRunning
             s.loopRunning = true
-            return (id, start)
+            return .success((id, start))
         }
+        let (id, startLoop) = try queued.get()
         continuation.onTermination = { [weak self] termination in
             if case .cancelled = termination { self?.cancel(id) }
         }
-        if startLoop { queue.async { self.runLoop() } } else { wake.signal() }
+        if startLoop { queue.async { self.runLoop() } }
         return GenerationHandle(id: id, events: stream, onCancel: { [weak self] in self?.cancel(id) })
     }
 
     /// Stops a request at the next step; it finishes with `.cancelled`.
     public func cancel(_ id: Int) {
         state.withLock { _ = $0.cancelled.insert(id) }
-        wake.signal()
     }
 
     /// A snapshot of the engine's load, for metrics and status lines.
     public func statistics() -> EngineStatistics {
-        let (running, waiting, incoming, steps) = state.withLock { ($0.running, $0.waiting, $0.incoming.count, $0.steps) }
-        return EngineStatistics(running: running, waiting: waiting + incoming, steps: steps,
-                                kvBlocksUsed: model.kvBlocks.blockCount - model.kvBlocks.freeBlocks,
-                                kvBlocksTotal: model.kvBlocks.blockCount)
+        let (running, waiting, incoming, steps, preemptions, failed) = state.withLock {
+            ($0.running, $0.waiting, $0.incoming.count, $0.steps, $0.preemptions, $0.failedSteps)
+        }
+        let pool = model.kvBlocks
+        var s = EngineStatistics(running: running, waiting: waiting + incoming, steps: steps,
+                                 kvBlocksUsed: pool.blockCount - pool.freeBlocks, kvBlocksTotal: pool.blockCount)
+        s.kvBlocksFree = pool.freeBlocks
+        s.preemptions = preemptions
+        s.failedSteps = failed
+        return s
     }
 
     /// Refuses new requests; running ones continue to completion.
@@ -113,125 +117,144 @@ public final class Engine: Sendable {
     // MARK: the step loop (runs on `queue` only)
 
     private func runLoop() {
-        var waiting: [SequenceState] = []
-        var running: [SequenceState] = []
+        var scheduler = Scheduler(configuration: configuration, blocks: model.kvBlocks)
+        var live: [Int: SequenceState] = [:]
+        // Finish events wait until the counts are published, so a caller that saw its request
+        // finish reads statistics without it.
+        var ended: [Ending] = []
         while true {
             let (incoming, cancelled) = state.withLock { s -> ([SequenceState], Set<Int>) in
                 defer { s.incoming.removeAll(); s.cancelled.removeAll() }
                 return (s.incoming, s.cancelled)
             }
-            waiting += incoming
-            if !cancelled.isEmpty {
-                for seq in waiting + running where cancelled.contains(seq.id) { finish(seq, .cancelled) }
-                waiting.removeAll { cancelled.contains($0.id) }
-                running.removeAll { cancelled.contains($0.id) }
+            for seq in incoming {
+                live[seq.id] = seq
+                scheduler.add(id: seq.id, prompt: seq.prompt)
             }
-            admit(&waiting, into: &running)
-            state.withLock { [running = running.count, waiting = waiting.count] s in
-                s.running = running
-                s.waiting = waiting
+            for id in cancelled {
+                guard let seq = live.removeValue(forKey: id) else { continue }
+                scheduler.remove(id)
+                ended.append(Ending(seq, .cancelled, .cancelled))
             }
-            if running.isEmpty {
-                let idle = state.withLock { s -> Bool in
-                    if s.incoming.isEmpty && s.cancelled.isEmpty && waiting.isEmpty { s.loopRunning = false; return true }
-                    return false
-                }
-                if idle { return }
-                if !waiting.isEmpty && running.isEmpty {
-                    // Nothing fits right now and nothing runs to free memory: cannot happen
-                    // with up-front reservation unless the pool is smaller than one request.
-                    for seq in waiting { finish(seq, .error, message: "not enough KV cache memory for this request") }
-                    waiting.removeAll()
+            let plan = scheduler.schedule()
+            publish(scheduler, &ended)
+            if plan.entries.isEmpty {
+                if scheduler.isIdle {
+                    let idle = state.withLock { s -> Bool in
+                        if s.incoming.isEmpty && s.cancelled.isEmpty { s.loopRunning = false; return true }
+                        return false
+                    }
+                    if idle { return }
+                } else if scheduler.runningCount == 0 {
+                    // Unreachable while `submit` refuses prompts the pool cannot hold (a lone
+                    // sequence always fits); kept so a broken invariant fails requests, not spins.
+                    let pool = model.kvBlocks
+                    for (id, seq) in live {
+                        scheduler.remove(id)
+                        let needed = pool.blocksNeeded(forTokens: seq.prompt.count + 1)
+                        ended.append(Ending(seq, .error, .promptExceedsKVPool(tokens: seq.prompt.count, blocksNeeded: needed,
+                                                                               poolBlocks: pool.blockCount, blockSize: pool.blockSize)))
+                    }
+                    live.removeAll()
+                    publish(scheduler, &ended)
                 }
                 continue
             }
-            step(&running)
+            execute(plan, &scheduler, &live, &ended)
             state.withLock { $0.steps += 1 }
+            publish(scheduler, &ended)
         }
     }
 
-    /// Moves waiting requests into the running set while sequence slots and KV blocks allow.
-    /// Blocks for the whole request (prompt + max tokens, capped at the context) are reserved
-    /// up front, so a running sequence never has to be preempted.
-    private func admit(_ waiting: inout [SequenceState], into running: inout [SequenceState]) {
-        while let seq = waiting.first, running.count < model.maxBatchSequences {
-            let total = min(seq.prompt.count + seq.sampling.maxTokens, model.maxSequenceLength)
-            guard model.kvBlocks.ensureCapacity(&seq.blockTable, tokens: total) else { break }
-            seq.reservedTokens = total
-            waiting.removeFirst()
-            running.append(seq)
+    /// A sequence's last event, delivered after the counts that no longer include it.
+    struct Ending {
+        var sequence: SequenceState
+        var reason: FinishReason
+        var error: GenerationError?
+        init(_ sequence: SequenceState, _ reason: FinishReason, _ error: GenerationError? = nil) {
+            self.sequence = sequence
+            self.reason = reason
+            self.error = error
         }
     }
 
-    private func step(_ running: inout [SequenceState]) {
-        // Decode tokens first (one per sequence), then prefill chunks with the remaining budget.
-        var budget = model.maxBatchTokens
-        var members: [(SequenceState, PackedBatch.Sequence)] = []
-        for seq in running where seq.isDecoding && budget > 0 {
-            members.append((seq, .init(tokens: [seq.tokens[seq.tokens.count - 1]], startPosition: seq.tokens.count - 1,
-                                       blockTable: seq.blockTable)))
-            budget -= 1
+    /// Publishes the scheduler's counts for `statistics()`, then delivers the finish events.
+    private func publish(_ scheduler: borrowing Scheduler, _ ended: inout [Ending]) {
+        state.withLock { [running = scheduler.runningCount, waiting = scheduler.waitingCount,
+                          preemptions = scheduler.preemptions] s in
+            s.running = running
+            s.waiting = waiting
+            s.preemptions = preemptions
         }
-        for seq in running where !seq.isDecoding && budget > 0 {
-            let n = min(prefillChunk, budget, seq.prompt.count - seq.prefilled)
-            members.append((seq, .init(tokens: Array(seq.prompt[seq.prefilled..<(seq.prefilled + n)]),
-                                       startPosition: seq.prefilled, blockTable: seq.blockTable)))
-            budget -= n
+        for e in ended {
+            e.sequence.continuation.yield(.finished(reason: e.reason, promptTokens: e.sequence.prompt.count,
+                                                    generatedTokens: e.sequence.generated, error: e.error))
+            e.sequence.continuation.finish()
         }
-        // One sampling row per sequence (its last token's logits); a prompt chunk that is not
-        // the last samples nothing that is kept.
+        ended.removeAll()
+    }
+
+    /// Runs one planned step and updates every sequence in it from the sampled tokens.
+    private func execute(_ plan: SchedulerStep, _ scheduler: inout Scheduler, _ live: inout [Int: SequenceState],
+                         _ ended: inout [Ending]) {
+        // One sampling row per entry (its last token's logits); a chunk that does not reach the
+        // sequence's last token draws nothing, so the sequence's random stream stays where it is.
         var rows: [RowSampling] = []
         var logprobs = -1
-        for (seq, part) in members {
-            if seq.isDecoding || seq.prefilled + part.tokens.count >= seq.prompt.count {
+        for entry in plan.entries {
+            if entry.samples, let seq = live[entry.id] {
                 rows.append(seq.sampler.nextRow())
                 if let n = seq.sampling.logprobs { logprobs = max(logprobs, n) }
             } else {
                 rows.append(.unused)
             }
         }
+        let batch = PackedBatch(sequences: plan.entries.map {
+            .init(tokens: $0.tokens, startPosition: $0.startPosition, blockTable: $0.blockTable)
+        })
         let sampled: [SampledToken]
         do {
-            sampled = try model.step(PackedBatch(sequences: members.map(\.1)), sampling: rows, logprobs: logprobs)
+            sampled = try model.step(batch, sampling: rows, logprobs: logprobs)
         } catch {
-            for seq in running { finish(seq, .error, message: "forward pass failed: \(error)") }
-            running.removeAll()
+            // Only this step's sequences are affected: their blocks go back (the failed step's KV
+            // is never committed) and the next step runs without them.
+            let failure = GenerationError.deviceFailure(String(describing: error))
+            for entry in plan.entries {
+                guard let seq = live.removeValue(forKey: entry.id) else { continue }
+                scheduler.remove(entry.id)
+                ended.append(Ending(seq, .error, failure))
+            }
+            state.withLock { $0.failedSteps += 1 }
             return
         }
-        var done: Set<Int> = []
-        for (row, (seq, part)) in members.enumerated() {
-            if !seq.isDecoding {
-                seq.prefilled += part.tokens.count
-                if seq.prefilled < seq.prompt.count {
-                    seq.continuation.yield(.prefillProgress(done: seq.prefilled, total: seq.prompt.count))
-                    continue
-                }
-                seq.continuation.yield(.prefillProgress(done: seq.prefilled, total: seq.prompt.count))
+        scheduler.commit(plan)
+        for (row, entry) in plan.entries.enumerated() {
+            guard let seq = live[entry.id] else { continue }
+            let end = entry.startPosition + entry.tokens.count
+            if entry.startPosition < seq.prompt.count, min(end, seq.prompt.count) > seq.reportedPrefill {
+                seq.reportedPrefill = min(end, seq.prompt.count)
+                seq.continuation.yield(.prefillProgress(done: seq.reportedPrefill, total: seq.prompt.count))
             }
+            guard entry.samples else { continue }
             let pick = sampled[row]
             guard pick.id >= 0 else {
-                finish(seq, .error, message: "the model produced NaN or infinite logits")
-                done.insert(seq.id)
+                live[entry.id] = nil
+                scheduler.remove(entry.id)
+                ended.append(Ending(seq, .error, .nonFiniteLogits))
                 continue
             }
             if let n = seq.sampling.logprobs {
                 let top = zip(pick.topIDs, pick.topLogprobs).prefix(n).map { TokenLogprob(id: $0.0, logprob: $0.1) }
                 seq.continuation.yield(.logprobs(TokenLogprobs(chosen: TokenLogprob(id: pick.id, logprob: pick.logprob), top: top)))
             }
-            let token = pick.id
-            if let reason = seq.accept(token, stopTokens: stopTokens) {
-                finish(seq, reason)
-                done.insert(seq.id)
+            let length = scheduler.tokenCount(of: entry.id) ?? 0
+            if let reason = seq.accept(pick.id, stopTokens: stopTokens, contextFull: length + 1 >= scheduler.contextLimit) {
+                live[entry.id] = nil
+                scheduler.remove(entry.id)
+                ended.append(Ending(seq, reason))
+            } else {
+                scheduler.append(pick.id, to: entry.id)
             }
         }
-        running.removeAll { done.contains($0.id) }
-    }
-
-    private func finish(_ seq: SequenceState, _ reason: FinishReason, message: String? = nil) {
-        model.kvBlocks.release(seq.blockTable)
-        seq.blockTable = []
-        seq.continuation.yield(.finished(reason: reason, promptTokens: seq.prompt.count,
-                                         generatedTokens: seq.generated, error: message))
-        seq.continuation.finish()
     }
 }

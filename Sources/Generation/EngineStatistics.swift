@@ -2,7 +2,7 @@
 public struct EngineStatistics: Sendable, Equatable {
     /// Sequences admitted and stepping (prefilling or decoding).
     public var running: Int
-    /// Requests submitted and not yet admitted.
+    /// Requests submitted and not yet admitted (preempted ones included).
     public var waiting: Int
     /// Forward steps run since the engine started.
     public var steps: Int
@@ -10,6 +10,12 @@ public struct EngineStatistics: Sendable, Equatable {
     public var kvBlocksUsed: Int
     /// KV blocks in the pool.
     public var kvBlocksTotal: Int
+    /// KV blocks a sequence can take now (unused ones and cached prefixes no sequence holds).
+    public var kvBlocksFree: Int = 0
+    /// Sequences preempted (blocks freed, recomputed later) since the engine started.
+    public var preemptions: Int = 0
+    /// Steps whose forward pass threw (their requests ended with `.deviceFailure`).
+    public var failedSteps: Int = 0
 
     public init(running: Int, waiting: Int, steps: Int, kvBlocksUsed: Int, kvBlocksTotal: Int) {
         self.running = running

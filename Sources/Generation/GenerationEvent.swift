@@ -16,7 +16,8 @@ public enum GenerationEvent: Sendable, Equatable {
     /// `text` holds the newly completed characters (may be empty while a UTF-8 character or a
     /// possible stop string is incomplete).
     case token(id: Int, text: String)
-    case finished(reason: FinishReason, promptTokens: Int, generatedTokens: Int, error: String?)
+    /// `error` is set exactly when `reason` is `.error` or `.cancelled` (then `.cancelled`).
+    case finished(reason: FinishReason, promptTokens: Int, generatedTokens: Int, error: GenerationError?)
 }
 
 /// One token and its log-probability under the model (log-softmax of the raw logits).
@@ -57,7 +58,7 @@ public struct GenerationResult: Sendable, Equatable {
     public var text: String
     public var finishReason: FinishReason
     public var promptTokens: Int
-    public var error: String?
+    public var error: GenerationError?
     /// One entry per token when the request asked for log-probabilities, else empty.
     public var logprobs: [TokenLogprobs] = []
 }

@@ -1,4 +1,5 @@
-/// One request inside the engine: its tokens, sampler, detokenizer and KV blocks.
+/// One request's output side inside the engine: its sampler, detokenizer, stop matcher and event
+/// stream. Which tokens it has and where its KV lives is the scheduler's (`Scheduler.Request`).
 /// Only the engine's step loop touches it (hence a class with unchecked sendability).
 final class SequenceState: @unchecked Sendable {
     // @unchecked: created by `submit` and handed to the step queue through a mutex; from then
@@ -10,11 +11,10 @@ final class SequenceState: @unchecked Sendable {
     var sampler: Sampler
     var decoder: any IncrementalDecoder
     var stopMatcher: StopMatcher
-    var tokens: [Int]              // prompt + generated
-    var prefilled = 0              // prompt tokens already in the KV cache
     var generated = 0
-    var blockTable: [Int] = []
-    var reservedTokens = 0
+    /// The most prompt tokens reported in `.prefillProgress`: a sequence preempted during its
+    /// prefill recomputes chunks it already reported, and progress never goes back.
+    var reportedPrefill = 0
 
     init(id: Int, prompt: [Int], sampling: SamplingParameters, decoder: any IncrementalDecoder,
          continuation: AsyncStream<GenerationEvent>.Continuation) {
@@ -25,15 +25,11 @@ final class SequenceState: @unchecked Sendable {
         self.sampler = Sampler(parameters: sampling, prompt: prompt)
         self.decoder = decoder
         self.stopMatcher = StopMatcher(stops: sampling.stop)
-        self.tokens = prompt
     }
 
-    /// The whole prompt is cached; each step now feeds the last sampled token.
-    var isDecoding: Bool { prefilled >= prompt.count }
-
     /// Records a sampled token, emits its text, and says whether the sequence is finished.
-    func accept(_ token: Int, stopTokens: Set<Int>) -> FinishReason? {
-        tokens.append(token)
+    /// `contextFull`: the token fills the last position the sequence may have.
+    func accept(_ token: Int, stopTokens: Set<Int>, contextFull: Bool) -> FinishReason? {
         generated += 1
         sampler.record(token)
         if stopTokens.contains(token) && !sampling.ignoreEOS {
@@ -48,7 +44,7 @@ final class SequenceState: @unchecked Sendable {
             continuation.yield(.token(id: token, text: text))
             return .stop
         case .text(var text):
-            let full = generated >= sampling.maxTokens || tokens.count >= reservedTokens
+            let full = generated >= sampling.maxTokens || contextFull
             if full {
                 switch stopMatcher.append(decoder.finish()) {
                 case .stopped(let rest):
@@ -62,4 +58,3 @@ final class SequenceState: @unchecked Sendable {
         }
     }
 }
-

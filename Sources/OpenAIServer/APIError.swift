@@ -59,15 +59,20 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The engine refuses a submit: bad sampling values and prompts that do not fit are the
-    /// client's (400); a full queue is 429 (retry later); a shutdown is 503.
-    init(_ error: EngineError) {
-        switch error {
-        case .invalidParameters: self = .badRequest(error.description)
-        case .emptyPrompt: self = .badRequest(error.description, param: "prompt")
-        case .promptTooLong: self = .badRequest(error.description, param: "messages", code: "context_length_exceeded")
-        case .queueFull: self = APIError(status: 429, type: .rateLimit, code: "queue_full", error.description)
-        case .shutDown: self = APIError(status: 503, type: .serverError, code: "shutting_down", error.description)
+    /// An engine refusal or failure, by the engine's own category: the request's fault is 400
+    /// (prompts that do not fit say `context_length_exceeded`); a full queue is 429 (retry
+    /// later); a shutdown is 503; a failed forward pass or non-finite logits are 500.
+    init(_ error: GenerationError) {
+        switch error.category {
+        case .invalidRequest:
+            switch error {
+            case .promptTooLong, .promptExceedsKVPool: self = .badRequest(error.description, code: "context_length_exceeded")
+            case .emptyPrompt, .tokenOutOfRange: self = .badRequest(error.description, param: "prompt")
+            default: self = .badRequest(error.description)
+            }
+        case .overloaded: self = APIError(status: 429, type: .rateLimit, code: "queue_full", error.description)
+        case .unavailable: self = APIError(status: 503, type: .serverError, code: "shutting_down", error.description)
+        case .internalFailure, .cancelled: self = APIError(status: 500, type: .serverError, code: "generation_failed", error.description)
         }
     }
 }

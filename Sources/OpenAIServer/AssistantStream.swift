@@ -79,7 +79,7 @@ struct AssistantStream {
             case .length: finish = "length"
             case .stop, .cancelled, .error: finish = callCount > 0 ? "tool_calls" : "stop"
             }
-            out.append(.finished(reason: finish, error: reason == .error ? (error ?? "generation failed") : nil,
+            out.append(.finished(reason: finish, error: reason == .error ? (error?.description ?? "generation failed") : nil,
                                  logprobs: takeLogprobs()))
             return out
         }

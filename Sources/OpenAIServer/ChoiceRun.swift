@@ -20,8 +20,7 @@ final class ChoiceRun: Sendable {
                 handles.append(try engine.submit(promptTokens: choice.prompt, sampling: choice.sampling))
             } catch {
                 for h in handles { h.cancel() }
-                if let e = error as? EngineError { throw APIError(e) }
-                throw APIError(status: 500, type: .serverError, "\(error)")
+                throw APIError(error)
             }
         }
         self.handles = handles

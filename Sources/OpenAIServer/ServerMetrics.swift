@@ -18,6 +18,8 @@ public final class ServerMetrics: Sendable {
     private let kvTotal: Gauge
     private let kvUsage: Gauge
     private let steps: Gauge
+    private let preemptions: Gauge
+    private let failedSteps: Gauge
 
     public init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -37,6 +39,8 @@ public final class ServerMetrics: Sendable {
         kvTotal = registry.makeGauge(descriptor: name("kv_blocks", "total", "KV-cache blocks in the pool."))
         kvUsage = registry.makeGauge(descriptor: name("kv_cache_usage", "ratio", "Share of KV-cache blocks in use (0–1)."))
         steps = registry.makeGauge(descriptor: name("engine_steps", "", "Forward steps the engine has run."))
+        preemptions = registry.makeGauge(descriptor: name("preemptions", "", "Sequences preempted (KV blocks freed, recomputed later) so far."))
+        failedSteps = registry.makeGauge(descriptor: name("failed_steps", "", "Forward steps that failed (their sequences ended with an error)."))
     }
 
     func request(route: String, status: Int) {
@@ -60,6 +64,8 @@ public final class ServerMetrics: Sendable {
             kvTotal.set(Double(s.kvBlocksTotal))
             kvUsage.set(s.kvBlocksTotal > 0 ? Double(s.kvBlocksUsed) / Double(s.kvBlocksTotal) : 0)
             steps.set(Double(s.steps))
+            preemptions.set(Double(s.preemptions))
+            failedSteps.set(Double(s.failedSteps))
         }
         return registry.emitToString()
     }

@@ -23,16 +23,13 @@ struct TextCompletions {
 
     func accept(_ fields: RequestFields, startNanos: UInt64 = DispatchTime.now().uptimeNanoseconds) throws(APIError) -> Accepted {
         try checkModelName(try fields.string("model"), served: model.name)
-        if fields["suffix"] != nil {
-            throw .badRequest("'suffix' (fill-in-the-middle) is not supported yet by this server", param: "suffix")
-        }
         if try fields.bool("echo") == true { throw .badRequest("'echo' is not supported", param: "echo") }
         let logprobs = try fields.int("logprobs", in: 0...SamplingParameters.maxTopLogprobs)
         let sampling = try SamplingRequest(fields, maxTokensKeys: ["max_tokens"], logprobs: logprobs)
         if let bestOf = try fields.int("best_of"), bestOf != sampling.n {
             throw .badRequest("'best_of' other than n is not supported", param: "best_of")
         }
-        let prompts = try self.prompts(fields)
+        let prompts = try fields.string("suffix") != nil ? [try fillInTheMiddle(fields)] : try self.prompts(fields)
         var choices: [(prompt: [Int], sampling: SamplingParameters)] = []
         for prompt in prompts {
             let maxTokens = try sampling.maxTokens(promptTokens: prompt.count, context: model.contextLength, param: "prompt")
@@ -51,6 +48,19 @@ struct TextCompletions {
                         wantsLogprobs: logprobs != nil, id: "cmpl-" + ChatCompletions.randomSuffix(),
                         created: Int(Date().timeIntervalSince1970), modelName: model.name,
                         logprobs: LogprobWriter(tokenizer: model.tokenizer), metrics: metrics)
+    }
+
+    /// `suffix`: Codestral's fill-in-the-middle prompt (`[BOS] [SUFFIX] suffix [PREFIX] prompt`,
+    /// mistral-common's `encode_fim`), so the completion is the code between the two. The prompt
+    /// must be one string; a tokenizer without the FIM control tokens (the demo model's) is a 400.
+    private func fillInTheMiddle(_ fields: RequestFields) throws(APIError) -> [Int] {
+        guard case .string(let prefix)? = fields["prompt"] else {
+            throw .badRequest("with 'suffix', 'prompt' must be one string", param: "prompt")
+        }
+        let suffix = try fields.string("suffix")
+        do { return try model.encoder.encodeFIM(prefix: prefix, suffix: suffix) } catch {
+            throw .badRequest(error.message, param: "suffix")
+        }
     }
 
     /// Text prompts are tokenized with BOS in front (as vLLM does for Mistral models); token-id
@@ -122,7 +132,7 @@ extension TextCompletions.Accepted {
                 if reason == .error {
                     metrics?.generated(tokens: generated)
                     run.cancel()
-                    return .failure(APIError(status: 500, type: .serverError, code: "generation_failed", error ?? "generation failed"))
+                    return .failure(APIError(status: 500, type: .serverError, code: "generation_failed", error?.description ?? "generation failed"))
                 }
                 finish[choice] = finishReason(reason)
             }
@@ -172,7 +182,7 @@ extension TextCompletions.Accepted {
                     generated += tokens
                     if reason == .error {
                         run.cancel()
-                        try await write(SSE.event(APIError(status: 500, type: .serverError, code: "generation_failed", error ?? "generation failed").body))
+                        try await write(SSE.event(APIError(status: 500, type: .serverError, code: "generation_failed", error?.description ?? "generation failed").body))
                         try await write(SSE.done)
                         metrics?.generated(tokens: generated)
                         return

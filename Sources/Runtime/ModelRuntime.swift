@@ -13,7 +13,7 @@ import Tokenizers
 public struct ModelRuntime: Sendable {
     public let label: String
     public let directory: URL
-    /// The weights' stored dtype ("bf16", …), reported to the AIME server as the quantisation.
+    /// The weights' dtype on the device ("bf16", "fp8", …), reported to the AIME server as the quantisation.
     public let weightDType: String
     public let config: ModelConfig
     public let tokenizer: SentencePieceTokenizer
@@ -48,9 +48,9 @@ public struct ModelRuntime: Sendable {
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokURL)
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
         let model = try makeModel(checkpoint, options: options, quiet: quiet)
-        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256,
-                            maxQueued: options.maxQueued, makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
-        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: checkpoint.dtype.rawValue, config: checkpoint.config,
+        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256, maxQueued: options.maxQueued,
+                            makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
+        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: options.quantization?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }
 
@@ -59,15 +59,22 @@ public struct ModelRuntime: Sendable {
         try RuntimeDevice.make(options, quiet: quiet).build(source, options)
     }
 
-    /// Uploads weights and sizes the KV pool: enough blocks for `maxBatchSize` sequences of
+    /// Uploads weights (quantized tensor by tensor as they go up when `options.quantization`
+    /// says so) and sizes the KV pool: enough blocks for `maxBatchSize` sequences of
     /// `maxSequenceLength` tokens, capped by what the device can hold (`affordableBlocks`, asked
     /// after the weights are in place so it sees the memory that is really left). The element
     /// size of a cached K or V value is the backend's (`kvElementBytes`).
     public static func build<B: ComputeBackend>(_ source: any WeightSource, backend: B, options: RuntimeOptions, quiet: Bool,
                                                 affordableBlocks: (_ bytesPerBlock: Int) throws -> Int) throws -> Transformer<B> {
         let c = source.config
-        let progress = quiet ? nil : ProgressLine(label: "loading weights")
-        let weights = try TransformerWeights(source: source, backend: backend) { done, total in
+        let stored: any WeightSource
+        let label: String
+        switch options.quantization {
+        case nil: (stored, label) = (source, "loading weights")
+        case .fp8: (stored, label) = (FP8QuantizingSource(source), "loading weights (quantizing to fp8 e4m3)")
+        }
+        let progress = quiet ? nil : ProgressLine(label: label)
+        let weights = try TransformerWeights(source: stored, backend: backend) { done, total in
             progress?.update(done: done, total: total)
         }
         progress?.finish()

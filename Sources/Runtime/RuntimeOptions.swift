@@ -1,3 +1,5 @@
+import Checkpoints
+
 /// Where a model comes from and how it runs: what every front-end (chat, generate, worker, serve,
 /// bench) passes to `ModelRuntime.load`. The CLI fills it from its flags.
 public struct RuntimeOptions: Sendable, Equatable {
@@ -17,12 +19,16 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var gpuMemoryFraction: Double
     /// CPU threads (nil: all cores).
     public var threads: Int?
-    /// Most requests waiting for admission before `Engine.submit` refuses (`--max-queued`; nil: unbounded).
+    /// Most requests waiting for admission; a submit past it fails with `GenerationError.queueFull`
+    /// (nil: unbounded). For servers: the worker takes only as many jobs as it has slots.
     public var maxQueued: Int?
+    /// Quantize the weights while they load (nil: keep the stored dtype).
+    public var quantization: WeightQuantization?
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
-                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil) {
+                gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil,
+                quantization: WeightQuantization? = nil) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -32,5 +38,6 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.gpuMemoryFraction = gpuMemoryFraction
         self.threads = threads
         self.maxQueued = maxQueued
+        self.quantization = quantization
     }
 }

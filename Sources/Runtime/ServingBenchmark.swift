@@ -38,6 +38,8 @@ public struct ServingBenchmark: Sendable {
         public var requests: Int
         public var concurrency: Int
         public var errors: Int
+        /// The distinct messages of the failed requests (at most 3), so a failure can be read.
+        public var error_messages: [String]
         public var output_tokens: Int
         public var wall_s: Double
         public var output_tokens_per_s: Double
@@ -53,6 +55,7 @@ public struct ServingBenchmark: Sendable {
         var submitted: Double
         var tokens: [Double] = []
         var failed = false
+        var error: String?
     }
 
     public func run(_ engine: Engine) async -> Result {
@@ -87,12 +90,15 @@ public struct ServingBenchmark: Sendable {
                             for await event in handle.events {
                                 switch event {
                                 case .token: line.tokens.append(seconds())
-                                case .finished(let reason, _, _, _): line.failed = reason == .error || reason == .cancelled
+                                case .finished(let reason, _, _, let error):
+                                    line.failed = reason == .error || reason == .cancelled
+                                    if line.failed { line.error = error?.description ?? "\(reason)" }
                                 case .prefillProgress, .logprobs: break
                                 }
                             }
                         } catch {
                             line.failed = true
+                            line.error = "\(error)"
                         }
                         done.append((r, line))
                     }
@@ -116,7 +122,10 @@ public struct ServingBenchmark: Sendable {
             let inWindow = timelines.reduce(0) { $0 + $1.tokens.filter { $0 > from && $0 <= to }.count }
             steady = Double(inWindow) / (to - from)
         }
+        var messages: [String] = []
+        for case let m? in timelines.map(\.error) where !messages.contains(m) && messages.count < 3 { messages.append(m) }
         return Result(requests: requests, concurrency: concurrency, errors: timelines.count - ok.count,
+                      error_messages: messages,
                       output_tokens: output, wall_s: wall, output_tokens_per_s: Double(output) / wall,
                       steady_tokens_per_s: steady,
                       ttft_p50_ms: Self.percentile(ttft, 0.5), ttft_p99_ms: Self.percentile(ttft, 0.99),

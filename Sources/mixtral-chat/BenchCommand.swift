@@ -146,6 +146,7 @@ struct Bench: AsyncParsableCommand {
         } else {
             print(String(format: "serve  %d requests, %d at a time, prompt %d, %d tokens each | %d errors",
                          served.requests, served.concurrency, promptLen, genLen, served.errors))
+            for message in served.error_messages { print("       error: " + message) }
             print(String(format: "       end to end %8.1f tok/s | steady decode %8.1f tok/s | TTFT p50 %.1f p99 %.1f ms | ITL p50 %.2f p99 %.2f ms",
                          served.output_tokens_per_s, served.steady_tokens_per_s ?? .nan, served.ttft_p50_ms, served.ttft_p99_ms,
                          served.itl_p50_ms, served.itl_p99_ms))

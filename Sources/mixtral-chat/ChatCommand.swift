@@ -64,7 +64,7 @@ struct Chat: AsyncParsableCommand {
                         answer += text
                         out.write(Data(text.utf8))
                     case .finished(let reason, _, _, let error):
-                        if let error { printError(error) }
+                        if let error { printError(error.description) }
                         if reason == .length { out.write(Data(" […]".utf8)) }
                     case .prefillProgress, .logprobs: break
                     }

@@ -11,7 +11,7 @@ struct Generate: AsyncParsableCommand {
         discussion: """
             --prompt is sent as one user message in the model's instruct format (add --raw to \
             continue the text as is, after BOS); --prompt-tokens are used exactly as given (no BOS \
-            added); --chat reads an OpenAI chat-completions request (messages, tools).
+            added); --chat reads an OpenAI chat-completions request (messages, tools);             --fim-prefix (with an optional --fim-suffix) asks a fill-in-the-middle model (Codestral)             for the code between the two, encoded as mistral-common's encode_fim.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -21,6 +21,10 @@ struct Generate: AsyncParsableCommand {
     @Option(name: [.customLong("prompt-tokens")], help: "Comma-separated token ids, used as given.") var promptTokens: String?
     @Option(help: "OpenAI chat-completions request JSON file.") var chat: String?
     @Flag(help: "With --prompt: plain completion instead of a user message.") var raw = false
+    @Option(name: .customLong("fim-prefix"), help: "Fill-in-the-middle: the text before the gap (Codestral).")
+    var fimPrefix: String?
+    @Option(name: .customLong("fim-suffix"), help: "Fill-in-the-middle: the text after the gap (needs --fim-prefix).")
+    var fimSuffix: String?
     @Flag(help: "Print one JSON object: tokens, text, finish_reason, prompt_tokens.") var json = false
     @Option(help: "With --json: each token's log-probability and the N most likely tokens' ([id, logprob] pairs), N ≤ 20.")
     var logprobs: Int?
@@ -28,8 +32,9 @@ struct Generate: AsyncParsableCommand {
     var dumpLogits: String?
 
     func validate() throws {
-        let given = [prompt != nil, promptTokens != nil, chat != nil].filter { $0 }.count
-        guard given == 1 else { throw ValidationError("give exactly one of --prompt, --prompt-tokens, --chat") }
+        let given = [prompt != nil, promptTokens != nil, chat != nil, fimPrefix != nil].filter { $0 }.count
+        guard given == 1 else { throw ValidationError("give exactly one of --prompt, --prompt-tokens, --chat, --fim-prefix") }
+        if fimSuffix != nil, fimPrefix == nil { throw ValidationError("--fim-suffix needs --fim-prefix") }
     }
 
     func run() async throws {
@@ -43,12 +48,12 @@ struct Generate: AsyncParsableCommand {
             if json {
                 let result = await handle.collect()
                 printJSONLine(Output(tokens: result.tokens, text: result.text, finish_reason: result.finishReason.rawValue,
-                                     prompt_tokens: result.promptTokens, error: result.error,
+                                     prompt_tokens: result.promptTokens, error: result.error?.description,
                                      logprobs: logprobs == nil ? nil : result.logprobs.map(LogprobOutput.init)))
             } else {
                 for await event in handle.events {
                     if case .token(_, let text) = event { FileHandle.standardOutput.write(Data(text.utf8)) }
-                    if case .finished(_, _, _, let error?) = event { printError(error) }
+                    if case .finished(_, _, _, let error?) = event { printError(error.description) }
                 }
                 print()
             }
@@ -84,6 +89,7 @@ struct Generate: AsyncParsableCommand {
             guard ids.count == parts.count, !ids.isEmpty else { throw BadTokens(text: list) }
             return ids
         }
+        if let fimPrefix { return try runtime.encoder.encodeFIM(prefix: fimPrefix, suffix: fimSuffix) }
         if let prompt {
             if raw { return [runtime.tokenizer.bosID] + runtime.tokenizer.encode(prompt) }
             return try runtime.encoder.encode(ChatRequest(messages: [.user(prompt)]))

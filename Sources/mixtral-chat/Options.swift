@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Generation
 import Runtime
 
@@ -47,13 +48,19 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("threads"), help: "CPU threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("quantize"),
+            help: "Quantize weights while loading: fp8 (e4m3, one scale per output row; embeddings, output and MoE router stay as stored).")
+    var quantize: WeightQuantization?
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads)
+                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize)
     }
 }
+
+extension WeightQuantization: ExpressibleByArgument {}
 
 /// How tokens are picked. Shared by chat and generate.
 struct SamplingOptions: ParsableArguments {

@@ -14,7 +14,7 @@ import Testing
         (1, 7, 5), (1, 67, 33), (1, 4103, 19), (3, 129, 17), (5, 256, 40), (9, 1000, 13), (70, 64, 150), (6, 4103, 37), (20, 1037, 45),
     ]
 
-    @Test(arguments: [DType.bf16, .f16, .f32])
+    @Test(arguments: [DType.bf16, .f16, .f32, .e4m3])
     func matmulMatchesReference(dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: 11)
@@ -68,7 +68,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [DType.bf16, .f16, .f32])
+    @Test(arguments: [DType.bf16, .f16, .f32, .e4m3])
     func embedLooksUpRows(dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: 31)
@@ -210,7 +210,7 @@ import Testing
     /// Every dot product uses one summation order whatever kernel computes it, so a token's
     /// result is bit-identical whether it runs alone or inside a batch (in a group of four or as
     /// a leftover): batched generation equals one-at-a-time generation exactly.
-    @Test(arguments: [DType.bf16, .f16, .f32])
+    @Test(arguments: [DType.bf16, .f16, .f32, .e4m3])
     func batchedEqualsOneAtATimeBitwise(dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: 91)

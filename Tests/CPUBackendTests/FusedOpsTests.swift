@@ -8,7 +8,7 @@ import Testing
 @Suite struct FusedOpsTests {
     static let tolerance = 1e-5
 
-    @Test(arguments: [DType.bf16, .f32])
+    @Test(arguments: [DType.bf16, .f32, .e4m3])
     func joinedMatmulAndMatmulAddMatchReference(dtype: DType) throws {
         let cpu = CPUBackend(threads: 2)
         var random = SeededRandom(seed: 31)
@@ -38,14 +38,15 @@ import Testing
         }
     }
 
-    @Test(arguments: [false, true])
-    func normedMatmulMatchesReference(gated: Bool) throws {
+    /// The norm weight stays bf16 for every product dtype (the FP8 scheme keeps norms as stored).
+    @Test(arguments: [false, true], [DType.bf16, .e4m3])
+    func normedMatmulMatchesReference(gated: Bool, dtype: DType) throws {
         let cpu = CPUBackend(threads: 2)
         var random = SeededRandom(seed: 32)
         for (rows, inDim, outDim) in [(1, 64, 40), (6, 129, 17), (65, 32, 24)] {
             let norm = TestWeight(&random, shape: [inDim], dtype: .bf16)
-            let w1 = TestWeight(&random, shape: [outDim, inDim], dtype: .bf16)
-            let w3 = TestWeight(&random, shape: [outDim, inDim], dtype: .bf16)
+            let w1 = TestWeight(&random, shape: [outDim, inDim], dtype: dtype)
+            let w3 = TestWeight(&random, shape: [outDim, inDim], dtype: dtype)
             let xValues = random.floats(rows * inDim, scale: 4)
             let x = try cpu.makeActivation([rows, inDim])
             try cpu.write(xValues, to: x)

@@ -53,7 +53,7 @@ import Testing
         (1, 27, 40, 4, 2, nil), (3, 64, 19, 4, 2, nil), (9, 33, 70, 8, 2, nil), (17, 40, 24, 3, 1, 2), (6, 40, 32, 5, 3, nil),
     ]
 
-    @Test(arguments: [DType.bf16, .f16, .f32])
+    @Test(arguments: [DType.bf16, .f16, .f32, .e4m3])
     func expertsMatchReference(dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: 301)
@@ -118,14 +118,15 @@ import Testing
 
     /// normedMoE = x + Σ_k w · expert(rmsNorm(x)) with the router's top-k-then-softmax, against
     /// the float64 reference; x and out the same buffer (as the forward pass calls it) or not.
-    @Test(arguments: [true, false])
-    func normedMoEMatchesReference(aliased: Bool) throws {
+    /// Expert weights in each product dtype; router and norm stay bf16 (the FP8 scheme's rule).
+    @Test(arguments: [true, false], [DType.bf16, .e4m3])
+    func normedMoEMatchesReference(aliased: Bool, dtype: DType) throws {
         let cpu = CPUBackend()
         var random = SeededRandom(seed: aliased ? 303 : 304)
         for (rows, dim, hidden, experts, topK) in [(1, 32, 24, 8, 2), (5, 40, 16, 4, 2), (12, 24, 20, 5, 3)] {
-            let w1 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: .bf16, scale: 0.5) }
-            let w2 = (0..<experts).map { _ in TestWeight(&random, shape: [dim, hidden], dtype: .bf16, scale: 0.5) }
-            let w3 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: .bf16, scale: 0.5) }
+            let w1 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: dtype, scale: 0.5) }
+            let w2 = (0..<experts).map { _ in TestWeight(&random, shape: [dim, hidden], dtype: dtype, scale: 0.5) }
+            let w3 = (0..<experts).map { _ in TestWeight(&random, shape: [hidden, dim], dtype: dtype, scale: 0.5) }
             let router = TestWeight(&random, shape: [experts, dim], dtype: .bf16, scale: 1)
             let norm = TestWeight(&random, shape: [dim], dtype: .bf16, scale: 1)
             let xValues = random.floats(rows * dim, scale: 2)
@@ -155,7 +156,7 @@ import Testing
             let got = try cpu.readFloats(out, count: rows * dim)
             // Compare the mixture alone (out − out₀), so the residual cannot hide an error in it.
             let error = normalisedError(zip(got, start).map { $0 - $1 }, zip(expected, start).map { $0 - Double($1) })
-            #expect(error <= 1e-5, "normedMoE T=\(rows) D=\(dim) F=\(hidden) E=\(experts) K=\(topK) aliased=\(aliased): \(error)")
+            #expect(error <= 1e-5, "normedMoE T=\(rows) D=\(dim) F=\(hidden) E=\(experts) K=\(topK) aliased=\(aliased) \(dtype): \(error)")
         }
     }
 

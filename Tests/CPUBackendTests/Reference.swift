@@ -49,9 +49,15 @@ struct TestWeight {
     let host: HostTensor
     let values: [Double]
 
+    /// An e4m3 weight is the random values quantized by the FP8 scheme; `values` are then its
+    /// effective weights (table value × row scale), which every op must compute with.
     init(_ random: inout SeededRandom, shape: [Int], dtype: DType, scale: Float = 1) {
         let raw = random.floats(shape.reduce(1, *), scale: scale)
-        host = HostTensor.owning(raw, shape: shape, dtype: dtype)
+        if dtype == .e4m3 {
+            host = try! FP8Quantization.quantize(HostTensor.owning(raw, shape: shape, dtype: .bf16))
+        } else {
+            host = HostTensor.owning(raw, shape: shape, dtype: dtype)
+        }
         values = host.floats().map(Double.init)
     }
 }

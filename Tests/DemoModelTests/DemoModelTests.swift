@@ -22,7 +22,7 @@ import Tokenizers
         let engine: Engine
     }
 
-    static func setup(maxSequences: Int = 16) throws -> Setup {
+    static func setup(maxSequences: Int = 16, kvBlocks: Int = 640) throws -> Setup {
         let ckpt = try MistralCheckpoint.load(directory: modelDir)
         let tokenizerURL = try #require(ckpt.tokenizerURL)
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokenizerURL)
@@ -31,7 +31,7 @@ import Tokenizers
         let backend = CPUBackend()
         let weights = try TransformerWeights(source: ckpt, backend: backend)
         let model = try Transformer(backend: backend, weights: weights, config: ckpt.config, maxBatchTokens: 256,
-                                    maxBatchSequences: maxSequences, maxSequenceLength: 512, kvBlockCount: 640, kvBlockSize: 16)
+                                    maxBatchSequences: maxSequences, maxSequenceLength: 512, kvBlockCount: kvBlocks, kvBlockSize: 16)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return Setup(tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }

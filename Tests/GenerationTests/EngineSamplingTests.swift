@@ -76,7 +76,7 @@ import Testing
         let good = try e.submit(promptTokens: [1], sampling: .init(temperature: 0, maxTokens: 3))
         let badResult = await bad.collect(), goodResult = await good.collect()
         #expect(badResult.finishReason == .error)
-        #expect(badResult.error?.contains("NaN") == true)
+        #expect(badResult.error == .nonFiniteLogits)
         #expect(goodResult.tokens == [7, 7, 7])
     }
 }

@@ -115,7 +115,7 @@ import Testing
     @Test("an engine failure finishes the choice with its message")
     func engineError() {
         var stream = AssistantStream(toolCallsTokenID: marker)
-        let deltas = stream.consume(.finished(reason: .error, promptTokens: 1, generatedTokens: 0, error: "NaN logits"))
-        #expect(deltas == [.finished(reason: "stop", error: "NaN logits", logprobs: [])])
+        let deltas = stream.consume(.finished(reason: .error, promptTokens: 1, generatedTokens: 0, error: .nonFiniteLogits))
+        #expect(deltas == [.finished(reason: "stop", error: GenerationError.nonFiniteLogits.description, logprobs: [])])
     }
 }

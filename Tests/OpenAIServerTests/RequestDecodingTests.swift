@@ -105,6 +105,8 @@ import Testing
         #expect(APIError(EngineError.shutDown).status == 503)
         #expect(APIError(EngineError.invalidParameters("x")).status == 400)
         #expect(APIError(EngineError.promptTooLong(tokens: 9, limit: 8)).code == "context_length_exceeded")
+        #expect(APIError(GenerationError.nonFiniteLogits).status == 500)
+        #expect(APIError(GenerationError.tokenOutOfRange(token: 9, vocabularySize: 4)).param == "prompt")
         #expect(APIError(ChatError(.tool, "bad name")).param == "tools")
     }
 

@@ -41,6 +41,7 @@ ROPE_THETA = 1e6
 NORM_EPS = 1e-5
 DTYPE = torch.bfloat16
 BYTES = 2  # bf16
+MOE_GATHER = "einsum"  # --moe-gather
 
 
 def log(*a):
@@ -174,7 +175,15 @@ class MoEFeedForward(nn.Module):
         logits = F.linear(x, self.gate)
         w, idx = torch.topk(logits, self.K, dim=-1)
         w = F.softmax(w.float(), dim=-1).to(x.dtype)  # (N, K)
-        if mode == "decode" and self.decode_path(N, self.E, self.K) == "gather":
+        if mode == "decode" and self.decode_path(N, self.E, self.K) == "gather" and MOE_GATHER == "reduce":
+            # The same products written as multiply + sum: Inductor fuses the gather into one
+            # reduction kernel per product that reads only the chosen experts' rows, where the
+            # einsum form materialises w[idx] (a copy of the chosen experts) before a bmm.
+            x1 = F.silu((x[:, None, None, :] * self.w1[idx]).sum(-1, dtype=torch.float32)).to(x.dtype)
+            x3 = (x[:, None, None, :] * self.w3[idx]).sum(-1, dtype=torch.float32).to(x.dtype)
+            x2 = ((x1 * x3)[:, :, None, :] * self.w2[idx]).sum(-1, dtype=torch.float32).to(x.dtype)
+            out = torch.einsum("nkd,nk->nd", x2, w)
+        elif mode == "decode" and self.decode_path(N, self.E, self.K) == "gather":
             x1 = F.silu(torch.einsum("nd,nkfd->nkf", x, self.w1[idx]))
             x3 = torch.einsum("nd,nkfd->nkf", x, self.w3[idx])
             x2 = torch.einsum("nkf,nkdf->nkd", x1 * x3, self.w2[idx])
@@ -372,10 +381,15 @@ def main():
                    help="torch.compile the decode step (mode=reduce-overhead, CUDA graphs); default: on for cuda")
     p.add_argument("--tune", action="store_true",
                    help="inductor coordinate-descent tuning as gpt-fast does (longer compile)")
+    p.add_argument("--moe-gather", default="einsum", choices=["einsum", "reduce"],
+                   help="batch-1 MoE decode: gpt-fast's einsum over w[idx], or multiply + sum "
+                        "(Inductor fuses the gather into the reduction)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true", help="one JSON object per batch size on stdout "
                                                        "(the human-readable lines go to stderr)")
     a = p.parse_args()
+    global MOE_GATHER
+    MOE_GATHER = a.moe_gather
 
     out_h = (lambda s: log(s)) if a.json else (lambda s: print(s, flush=True))
     out_j = (lambda o: print(json.dumps(o), flush=True)) if a.json else (lambda o: None)
@@ -501,7 +515,7 @@ def main():
                 rec.update(
                     experts_counting="expectation E*(1-(1-K/E)^B) per layer",
                     experts_touched_per_layer=round(expected_experts(E, K, B), 3),
-                    moe_decode_path=path,
+                    moe_decode_path=path + ("/" + MOE_GATHER if path == "gather" else ""),
                     # what this implementation actually streams: the dense path reads all E experts
                     bytes_per_step_read_by_impl=int(step_bytes(c, B, max_len, E if path == "dense" else None)),
                 )
