@@ -50,7 +50,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The chat encoder's refusals are all the client's fault: 400, with mistral-common's message.
-    init(_ error: ChatError) {
+    public init(_ error: ChatError) {
         switch error.kind {
         case .invalidJSON: self = .badRequest(error.message, code: "invalid_json")
         case .promptTooLong: self = .badRequest(error.message, param: "messages", code: "context_length_exceeded")
@@ -62,7 +62,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// An engine refusal or failure, by the engine's own category: the request's fault is 400
     /// (prompts that do not fit say `context_length_exceeded`); a full queue is 429 (retry
     /// later); a shutdown is 503; a failed forward pass or non-finite logits are 500.
-    init(_ error: GenerationError) {
+    public init(_ error: GenerationError) {
         switch error.category {
         case .invalidRequest:
             switch error {

@@ -4,7 +4,7 @@ import Generation
 /// What one choice of a chat completion adds, in order: content text, complete tool calls, and
 /// finally why it ended. Streaming turns each into chunks; the non-streaming path collects them,
 /// so both answer exactly the same thing.
-enum AssistantDelta: Equatable {
+public enum AssistantDelta: Equatable, Sendable {
     /// Text (may be empty when only log-probabilities are new) and the log-probabilities of the
     /// tokens that produced it.
     case content(String, logprobs: [TokenLogprobs])
@@ -24,7 +24,7 @@ enum AssistantDelta: Equatable {
 /// streamed call's name and arguments arrive together once its object closes — never a partial,
 /// unparseable fragment. If what follows the marker is not a list of calls, the raw text is
 /// returned as content at the end, so nothing generated is lost.
-struct AssistantStream {
+public struct AssistantStream {
     /// nil: tools are off for this request (no tools, `tool_choice: none`, or a v1 tokenizer).
     let toolCallsTokenID: Int?
     /// Client tool-call ids the request used, to give the model's echo of one back as sent.
@@ -40,15 +40,15 @@ struct AssistantStream {
 
     /// `forcedToolCall`: the prompt already ends with `[TOOL_CALLS]` (`tool_choice` required or
     /// a named function), so generation starts inside the call list.
-    init(toolCallsTokenID: Int?, forcedToolCall: Bool = false, ids: ToolCallIDMap = ToolCallIDMap(),
-         makeID: @escaping () -> String = ToolCallParser.randomID) {
+    public init(toolCallsTokenID: Int?, forcedToolCall: Bool = false, ids: ToolCallIDMap = ToolCallIDMap(),
+                makeID: @escaping () -> String = ToolCallParser.randomID) {
         self.toolCallsTokenID = toolCallsTokenID
         self.ids = ids
         self.inToolCalls = forcedToolCall && toolCallsTokenID != nil
         self.makeID = makeID
     }
 
-    mutating func consume(_ event: GenerationEvent) -> [AssistantDelta] {
+    public mutating func consume(_ event: GenerationEvent) -> [AssistantDelta] {
         switch event {
         case .prefillProgress: return []
         case .logprobs(let entry):

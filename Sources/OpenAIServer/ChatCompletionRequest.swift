@@ -2,7 +2,7 @@ import Chat
 import Generation
 
 /// `tool_choice`: whether and which tools the model must call.
-enum ToolChoice: Equatable {
+public enum ToolChoice: Equatable, Sendable {
     case auto
     /// Tools are left out of the prompt and no output is read as a call.
     case none
@@ -14,17 +14,17 @@ enum ToolChoice: Equatable {
 
 /// A `POST /v1/chat/completions` body. Messages and tools go through the Chat target's decoder
 /// (mistral-common's `from_openai` rules, with its error messages); the rest is read here.
-struct ChatCompletionRequest {
-    var model: String?
-    var chat: ChatRequest
-    var sampling: SamplingRequest
-    var stream: Bool
-    var includeUsage: Bool
-    var toolChoice: ToolChoice
+public struct ChatCompletionRequest: Sendable {
+    public var model: String?
+    public var chat: ChatRequest
+    public var sampling: SamplingRequest
+    public var stream: Bool
+    public var includeUsage: Bool
+    public var toolChoice: ToolChoice
     /// Tool-call ids rewritten for the prompt (see `ToolCallIDMap`).
     var ids: ToolCallIDMap
 
-    init(_ fields: RequestFields) throws(APIError) {
+    public init(_ fields: RequestFields) throws(APIError) {
         model = try fields.string("model")
         do { chat = try ChatRequest(jsonValue: .object(fields.object)) } catch { throw APIError(error) }
         var logprobs: Int?
@@ -81,7 +81,7 @@ struct ChatCompletionRequest {
     }
 
     /// Whether the prompt ends with `[TOOL_CALLS]`.
-    var forcesToolCall: Bool {
+    public var forcesToolCall: Bool {
         switch toolChoice {
         case .required, .function: return true
         case .auto, .none: return false
@@ -90,5 +90,5 @@ struct ChatCompletionRequest {
 
     /// Whether the answer is read for tool calls: always unless `tool_choice` is "none" (a model
     /// may call a tool it saw in the history even when none is offered now).
-    var readsToolCalls: Bool { toolChoice != .none }
+    public var readsToolCalls: Bool { toolChoice != .none }
 }

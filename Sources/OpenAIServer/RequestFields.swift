@@ -3,11 +3,11 @@ import Chat
 /// Typed reads of a request body's top-level fields. A field that is absent or `null` reads as
 /// nil (OpenAI's clients send `null` for "not set"); a field of the wrong type or out of range
 /// is a 400 naming the field. Fields the server does not know are ignored, as OpenAI does.
-struct RequestFields {
+public struct RequestFields {
     let object: JSONObject
 
     /// Parses a body; anything but a JSON object is a 400.
-    init(body: [UInt8]) throws(APIError) {
+    public init(body: [UInt8]) throws(APIError) {
         guard let text = String(validating: body, as: UTF8.self) else {
             throw .badRequest("the request body is not valid UTF-8", code: "invalid_json")
         }

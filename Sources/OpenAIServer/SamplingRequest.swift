@@ -3,12 +3,12 @@ import Generation
 /// The sampling fields chat and text completions share, read into the engine's
 /// `SamplingParameters`. Defaults are OpenAI's (temperature 1, top-p 1); `top_k`, `min_p`,
 /// `repetition_penalty` and `ignore_eos` are vLLM's extensions with vLLM's meaning.
-struct SamplingRequest: Equatable {
-    var parameters: SamplingParameters
+public struct SamplingRequest: Equatable, Sendable {
+    public var parameters: SamplingParameters
     /// nil: as many as the context leaves after the prompt.
-    var maxTokens: Int?
+    public var maxTokens: Int?
     /// Choices to generate (`n`).
-    var n: Int
+    public var n: Int
 
     static let maxChoices = 8
 
@@ -54,7 +54,7 @@ struct SamplingRequest: Equatable {
 
     /// The parameters of choice `index`: with a seed, choice i draws from seed + i, so the whole
     /// response is reproducible and the choices still differ.
-    func parameters(choice index: Int, maxTokens: Int) -> SamplingParameters {
+    public func parameters(choice index: Int, maxTokens: Int) -> SamplingParameters {
         var p = parameters
         p.maxTokens = maxTokens
         if let seed = p.seed { p.seed = seed &+ UInt64(index) }
@@ -63,7 +63,7 @@ struct SamplingRequest: Equatable {
 
     /// The generation budget for a prompt of `promptTokens` in a context of `context`: the
     /// request's `max_tokens`, which must fit (vLLM's rule), or all that is left.
-    func maxTokens(promptTokens: Int, context: Int, param: String) throws(APIError) -> Int {
+    public func maxTokens(promptTokens: Int, context: Int, param: String) throws(APIError) -> Int {
         guard promptTokens < context else {
             throw .badRequest("this model's maximum context length is \(context) tokens, but the prompt has \(promptTokens)",
                               param: param, code: "context_length_exceeded")

@@ -8,14 +8,14 @@ import Chat
 /// by a 9-character id derived from it by a hash, so the same client id maps to the same prompt
 /// tokens in every turn of a conversation; when the model's answer echoes a mapped id, the
 /// response carries the client's original again.
-struct ToolCallIDMap: Sendable, Equatable {
+public struct ToolCallIDMap: Sendable, Equatable {
     private(set) var toMistral: [String: String] = [:]
     private(set) var toClient: [String: String] = [:]
 
-    init() {}
+    public init() {}
 
     /// Rewrites the ids of assistant tool calls and tool results in `request`.
-    init(rewriting request: inout ChatRequest) {
+    public init(rewriting request: inout ChatRequest) {
         var taken = Set<String>()
         for message in request.messages {
             for call in message.toolCalls ?? [] where Self.isValid(call.id) { taken.insert(call.id) }
@@ -31,7 +31,7 @@ struct ToolCallIDMap: Sendable, Equatable {
     }
 
     /// The client's id for an id the model generated (itself when it was not a mapped one).
-    func original(of id: String) -> String { toClient[id] ?? id }
+    public func original(of id: String) -> String { toClient[id] ?? id }
 
     private mutating func map(_ id: String, taken: inout Set<String>) -> String {
         // "null" is mistral-common's "no id" (a call without one); leave it to the validator.
@@ -51,12 +51,12 @@ struct ToolCallIDMap: Sendable, Equatable {
 
     /// `^[a-zA-Z0-9]{9}$`, as mistral-common's v3 validator checks (without its trailing-newline
     /// leniency: an id the server makes is always clean).
-    static func isValid(_ id: String) -> Bool {
+    public static func isValid(_ id: String) -> Bool {
         id.utf8.count == 9 && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) }
     }
 
     /// 9 base-62 digits of the 64-bit FNV-1a hash of the id's UTF-8 bytes (62^9 ≈ 1.4e16 < 2^64).
-    static func derive(_ id: String, salt: UInt64) -> String {
+    public static func derive(_ id: String, salt: UInt64) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325 ^ salt
         for byte in id.utf8 {
             hash ^= UInt64(byte)

@@ -2,7 +2,7 @@ import Chat
 import Generation
 import Testing
 
-@testable import OpenAIServer
+import OpenAIServer
 
 /// The tool-call recognition behind both streaming and non-streaming chat answers, fed with
 /// generation events cut at awkward places.

@@ -6,7 +6,7 @@ import Generation
 import Model
 import Tokenizers
 
-@testable import OpenAIServer
+import OpenAIServer
 
 /// The demo model (models/chloe-tiny, Mistral's v3 instruct format with tool calls) on the CPU,
 /// served under the name "chloe-tiny": its answers are known exactly (models/chloe-tiny/README.md),

@@ -2,7 +2,7 @@ import Chat
 import Generation
 import Testing
 
-@testable import OpenAIServer
+import OpenAIServer
 
 @Suite struct RequestDecodingTests {
     func fields(_ json: String) throws -> RequestFields { try RequestFields(body: Array(json.utf8)) }

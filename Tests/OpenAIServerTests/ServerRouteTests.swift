@@ -6,7 +6,7 @@ import HummingbirdTesting
 import NIOCore
 import Testing
 
-@testable import OpenAIServer
+import OpenAIServer
 
 /// The routes over a real socket (Hummingbird's live test client) with the demo model: SSE as
 /// OpenAI sends it, streamed and non-streamed tool calls equal, and the error statuses.
@@ -68,7 +68,7 @@ struct ServerRouteTests {
             #expect(deltas.first?["delta"] == .object(JSONObject([("role", .string("assistant")), ("content", .string(""))])))
             let calls = deltas.compactMap { $0["delta"]?.objectValue?["tool_calls"]?.arrayValue?.first?.objectValue }
             #expect(calls.count == 2)
-            #expect(calls.first?["index"] == .int(0) && calls.first?["type"] == .string("function"))
+            #expect(calls.first?["index"] == .number(.integer("0")) && calls.first?["type"] == .string("function"))
             #expect(calls.first?["function"]?.objectValue?["name"] == .string("get_weather"))
             #expect(calls.first?["function"]?.objectValue?["arguments"] == .string(""))
             let arguments = calls.compactMap { $0["function"]?.objectValue?["arguments"]?.stringValue }.joined()

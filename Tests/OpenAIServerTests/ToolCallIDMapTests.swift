@@ -1,7 +1,7 @@
 import Chat
 import Testing
 
-@testable import OpenAIServer
+import OpenAIServer
 
 @Suite struct ToolCallIDMapTests {
     func conversation(_ id: String, second: String? = nil) -> ChatRequest {
