@@ -94,7 +94,8 @@ public struct ModelRuntime: Sendable {
         let bytesPerBlock = 2 * c.nLayers * c.nKVHeads * c.headDim * backend.kvElementBytes * blockSize
         // Each sequence holds whole blocks: room for every sequence at the full length.
         let wanted = max(1, options.maxBatchSize) * ((options.maxSequenceLength + blockSize - 1) / blockSize)
-        let blocks = min(wanted, try affordableBlocks(bytesPerBlock))
+        let cap = options.kvCacheTokens.map { max(1, ($0 + blockSize - 1) / blockSize) } ?? wanted
+        let blocks = min(options.kvCacheTokens == nil ? wanted : cap, try affordableBlocks(bytesPerBlock))
         return try Transformer(backend: backend, weights: weights, config: c,
                                maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
                                maxSequenceLength: options.maxSequenceLength, kvBlockCount: blocks, kvBlockSize: blockSize)

@@ -31,6 +31,10 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var loraScale: Float
     /// Reuse the KV of earlier requests' common prompt prefixes (on by default).
     public var prefixCaching: Bool
+    /// Tokens the KV pool holds, all sequences together (nil: room for `maxBatchSize` sequences
+    /// of `maxSequenceLength`, capped by the device's memory). Fixes the KV memory, e.g. to
+    /// compare scheduling policies.
+    public var kvCacheTokens: Int? = nil
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
