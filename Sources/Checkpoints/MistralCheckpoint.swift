@@ -17,20 +17,24 @@ public final class MistralCheckpoint: WeightSource {
     public let configFile: URL
     public let weightFiles: [URL]
     public let layout: CheckpointLayout
-    /// The dtype every weight is stored in.
+    /// The dtype every weight not stored as FP8 has (bf16 for Mistral's releases).
     public let dtype: DType
+    /// `.fp8` when weights are stored as e4m3 with scales (a checkpoint `quantize` wrote, or a
+    /// Hugging Face FP8 one); nil otherwise.
+    public let quantization: WeightQuantization?
     /// The SentencePiece model next to the weights, or nil if the folder has none.
     public let tokenizerURL: URL?
     private let weights: [WeightKey: HostTensor]
 
     private init(directory: URL, config: ModelConfig, configFile: URL, weightFiles: [URL], layout: CheckpointLayout,
-                 dtype: DType, tokenizerURL: URL?, weights: [WeightKey: HostTensor]) {
+                 dtype: DType, quantization: WeightQuantization?, tokenizerURL: URL?, weights: [WeightKey: HostTensor]) {
         self.directory = directory
         self.config = config
         self.configFile = configFile
         self.weightFiles = weightFiles
         self.layout = layout
         self.dtype = dtype
+        self.quantization = quantization
         self.tokenizerURL = tokenizerURL
         self.weights = weights
     }
@@ -53,11 +57,13 @@ public final class MistralCheckpoint: WeightSource {
         let archive = try openWeights(directory, preferNative: configFile.lastPathComponent == "params.json")
         let layout = try detectLayout(archive)
         let tieEmbeddings = configFile.lastPathComponent == "config.json" ? try hfTiesEmbeddings(configFile) : false
+        let declared = try QuantizationMarker.read(configFile)
 
         var weights: [WeightKey: HostTensor] = [:]
         var used = Set<String>()
         var dtype: DType?
         var firstName = ""
+        var fp8Weights = 0
         for key in WeightKey.all(for: config) {
             var name = key.name(in: layout)
             if key == .output, tieEmbeddings, archive.shape(of: name) == nil {
@@ -67,18 +73,27 @@ public final class MistralCheckpoint: WeightSource {
                 throw CheckpointError(.missingTensor, file: archive.files.map(\.lastPathComponent).joined(separator: ", "),
                                       tensor: name, "required by \(configFile.lastPathComponent) but not in the weights")
             }
-            let t = try archive.tensor(named: name)
             let file = archive.fileName(of: name)
             let expected = key.shape(config)
-            guard t.shape == expected else {
+            guard let shape = archive.shape(of: name), shape == expected else {
                 throw CheckpointError(.wrongShape, file: file, tensor: name,
-                                      "shape \(t.shape) does not match \(expected) implied by \(configFile.lastPathComponent)")
+                                      "shape \(archive.shape(of: name) ?? []) does not match \(expected) implied by \(configFile.lastPathComponent)")
             }
-            if let d = dtype, d != t.dtype {
-                throw CheckpointError(.dtypeMismatch, file: file, tensor: name,
-                                      "stored as \(t.dtype) but '\(firstName)' is \(d); mixed-dtype checkpoints are not supported")
+            let t: HostTensor
+            if archive.dtype(of: name) == .e4m3 {
+                // FP8: the weight and its scale tensor together; the float dtype check skips it.
+                let scaleName = key.scaleName(in: layout)
+                t = try archive.fp8Tensor(named: name, scaleName: scaleName)
+                used.insert(scaleName)
+                fp8Weights += 1
+            } else {
+                t = try archive.tensor(named: name)
+                if let d = dtype, d != t.dtype {
+                    throw CheckpointError(.dtypeMismatch, file: file, tensor: name,
+                                          "stored as \(t.dtype) but '\(firstName)' is \(d); mixed-dtype checkpoints are not supported")
+                }
+                if dtype == nil { dtype = t.dtype; firstName = name }
             }
-            if dtype == nil { dtype = t.dtype; firstName = name }
             used.insert(name)
             switch (layout, key) {
             case (.huggingFace, .wq):
@@ -99,9 +114,13 @@ public final class MistralCheckpoint: WeightSource {
                                   "not part of the model \(configFile.lastPathComponent) describes"
                                   + (extras.count > 1 ? " (and \(extras.count - 1) more unexpected tensors)" : ""))
         }
+        if declared == .fp8, fp8Weights == 0 {
+            throw CheckpointError(.badConfig, file: configFile.lastPathComponent,
+                                  "declares FP8 weights but no weight is stored as F8_E4M3")
+        }
         return MistralCheckpoint(directory: directory, config: config, configFile: configFile, weightFiles: archive.files,
-                                 layout: layout, dtype: dtype ?? .bf16, tokenizerURL: findTokenizer(directory),
-                                 weights: weights)
+                                 layout: layout, dtype: dtype ?? .bf16, quantization: fp8Weights > 0 ? .fp8 : nil,
+                                 tokenizerURL: findTokenizer(directory), weights: weights)
     }
 
     // MARK: - Pieces of `load`
@@ -184,12 +203,15 @@ public final class MistralCheckpoint: WeightSource {
 
 /// transformers' conversion script permutes each head's rows for rotate-half RoPE:
 /// HF row `h·Dh + j·Dh/2 + i` holds native row `h·Dh + 2i + j` (i < Dh/2, j ∈ {0, 1}).
-/// This copies the rows back into Mistral's interleaved order (bytes moved as stored: no widening).
+/// This copies the rows back into Mistral's interleaved order (bytes moved as stored: no widening;
+/// an FP8 weight's row scales move with their rows).
 /// `t`: (heads·Dh, D) → (heads·Dh, D).
 func unpermuteRotateHalf(_ t: HostTensor, heads: Int, headDim: Int) -> HostTensor {
     let rows = t.shape[0]
     let rowBytes = t.shape.count > 1 ? t.shape[1] * t.dtype.byteSize : t.dtype.byteSize
-    let out = OwnedBytes(count: t.data.count)
+    let scaleOffset = (t.data.count + 63) & ~63
+    let out = OwnedBytes(count: scaleOffset + (t.rowScales == nil ? 0 : rows * 4))
+    let scales = t.rowScales.map { _ in (out.pointer + scaleOffset).bindMemory(to: Float.self, capacity: rows) }
     let half = headDim / 2
     if let src = t.data.baseAddress {
         for h in 0..<heads {
@@ -199,10 +221,11 @@ func unpermuteRotateHalf(_ t: HostTensor, heads: Int, headDim: Int) -> HostTenso
                     let hf = h * headDim + j * half + i
                     guard native < rows, hf < rows else { continue }
                     (out.pointer + native * rowBytes).copyMemory(from: src + hf * rowBytes, byteCount: rowBytes)
+                    if let scales, let from = t.rowScales { scales[native] = from[hf] }
                 }
             }
         }
     }
     return HostTensor(dtype: t.dtype, shape: t.shape, data: UnsafeRawBufferPointer(start: out.pointer, count: t.data.count),
-                      owner: out)
+                      rowScales: scales.map { UnsafeBufferPointer(start: $0, count: rows) }, owner: out)
 }

@@ -124,6 +124,7 @@ private func safetensorsDType(_ s: String) -> DType? {
     case "BF16": return .bf16
     case "F16": return .f16
     case "F32": return .f32
+    case "F8_E4M3": return .e4m3
     default: return nil
     }
 }

@@ -18,7 +18,12 @@ struct StoredTensor: Sendable {
     func hostTensor() throws -> HostTensor {
         guard let dtype else {
             throw CheckpointError(.unsupportedDType, file: file.name, tensor: name,
-                                  "unsupported dtype \(dtypeName) (supported: BF16, F16, F32)")
+                                  "unsupported dtype \(dtypeName) (supported: BF16, F16, F32, F8_E4M3)")
+        }
+        guard !dtype.hasRowScales else {
+            // Reached only for an F8_E4M3 tensor that is not a model weight (weights go through
+            // `TensorArchive.fp8Tensor`, which pairs them with their scales).
+            throw CheckpointError(.unsupported, file: file.name, tensor: name, "an F8_E4M3 tensor is only read together with its weight_scale")
         }
         let view = file.slice(offset: offset, length: byteCount)
         if offset % dtype.byteSize == 0 {

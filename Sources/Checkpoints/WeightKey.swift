@@ -69,10 +69,19 @@ public enum WeightKey: Hashable, Sendable {
         layout == .native ? nativeName : huggingFaceName
     }
 
+    /// What an FP8 weight's scale tensor appends to the weight's name, in both layouts:
+    /// `….weight` → `….weight_scale` (our native FP8 files and HF compressed-tensors alike).
+    public static let scaleSuffix = "_scale"
+
+    /// The name of this weight's FP8 scale tensor in `layout`.
+    public func scaleName(in layout: CheckpointLayout) -> String { name(in: layout) + Self.scaleSuffix }
+
     /// Tensors some checkpoints carry that no Mistral model reads (transformers' cached RoPE
-    /// frequencies); loaders skip them instead of reporting them as unexpected.
+    /// frequencies; the static activation scales of HF FP8 checkpoints, `….input_scale`, which
+    /// this engine does not use: activations stay f32/bf16, scaled dynamically where a kernel
+    /// needs FP8); loaders skip them instead of reporting them as unexpected.
     public static func isIgnorable(_ name: String) -> Bool {
-        name.hasSuffix("rotary_emb.inv_freq")
+        name.hasSuffix("rotary_emb.inv_freq") || name.hasSuffix(".input_scale")
     }
 
     /// A name that marks the layout: every native checkpoint has it, no HF one does (and back).

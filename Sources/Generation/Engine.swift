@@ -24,6 +24,16 @@ public final class Engine: Sendable {
     private let makeDecoder: @Sendable () -> any IncrementalDecoder
     private let state = Mutex(SharedState())
     private let queue = DispatchQueue(label: "mixtral-chat.engine")
+    private let loop: LoopState
+
+    /// What the step loop keeps between its runs (it stops when idle and restarts on submit), so
+    /// the prefix cache's bookkeeping and the counters live as long as the engine.
+    final class LoopState: @unchecked Sendable {
+        // @unchecked: only the step loop touches it, and loop runs are serialised on `queue`.
+        var scheduler: Scheduler
+        var live: [Int: SequenceState] = [:]
+        init(_ scheduler: Scheduler) { self.scheduler = scheduler }
+    }
 
     struct SharedState: ~Copyable {
         var nextID = 1
@@ -37,17 +47,23 @@ public final class Engine: Sendable {
         var steps = 0
         var preemptions = 0
         var failedSteps = 0
+        var prefixQueryTokens = 0
+        var prefixHitTokens = 0
     }
 
-    /// - Parameter watermarkBlocks: free KV blocks kept back when admitting while others run
-    ///   (nil: 1% of the pool, at least one).
+    /// - Parameters:
+    ///   - watermarkBlocks: free KV blocks kept back when admitting while others run (nil: 1% of
+    ///     the pool, at least one).
+    ///   - prefixCaching: reuse the KV of earlier requests' full blocks with the same token prefix.
     public init(model: any LanguageModel, stopTokens: Set<Int>, prefillChunk: Int = 256, maxQueued: Int? = nil,
-                watermarkBlocks: Int? = nil, makeDecoder: @escaping @Sendable () -> any IncrementalDecoder) {
+                watermarkBlocks: Int? = nil, prefixCaching: Bool = true,
+                makeDecoder: @escaping @Sendable () -> any IncrementalDecoder) {
         self.model = model
         self.stopTokens = stopTokens
-        var configuration = SchedulerConfiguration(model: model, prefillChunk: prefillChunk)
+        var configuration = SchedulerConfiguration(model: model, prefillChunk: prefillChunk, prefixCaching: prefixCaching)
         if let watermarkBlocks { configuration.watermarkBlocks = max(0, watermarkBlocks) }
         self.configuration = configuration
+        self.loop = LoopState(Scheduler(configuration: configuration, blocks: model.kvBlocks))
         self.prefillChunk = configuration.prefillChunk
         self.maxQueued = maxQueued
         self.makeDecoder = makeDecoder
@@ -99,8 +115,9 @@ public final class Engine: Sendable {
 
     /// A snapshot of the engine's load, for metrics and status lines.
     public func statistics() -> EngineStatistics {
-        let (running, waiting, incoming, steps, preemptions, failed) = state.withLock {
-            ($0.running, $0.waiting, $0.incoming.count, $0.steps, $0.preemptions, $0.failedSteps)
+        let (running, waiting, incoming, steps, preemptions, failed, queried, hit) = state.withLock {
+            ($0.running, $0.waiting, $0.incoming.count, $0.steps, $0.preemptions, $0.failedSteps,
+             $0.prefixQueryTokens, $0.prefixHitTokens)
         }
         let pool = model.kvBlocks
         var s = EngineStatistics(running: running, waiting: waiting + incoming, steps: steps,
@@ -108,6 +125,9 @@ public final class Engine: Sendable {
         s.kvBlocksFree = pool.freeBlocks
         s.preemptions = preemptions
         s.failedSteps = failed
+        s.kvBlocksCached = pool.cachedFreeBlocks
+        s.prefixCacheQueryTokens = queried
+        s.prefixCacheHitTokens = hit
         return s
     }
 
@@ -117,8 +137,12 @@ public final class Engine: Sendable {
     // MARK: the step loop (runs on `queue` only)
 
     private func runLoop() {
-        var scheduler = Scheduler(configuration: configuration, blocks: model.kvBlocks)
-        var live: [Int: SequenceState] = [:]
+        var scheduler = loop.scheduler
+        var live = loop.live
+        defer {
+            loop.scheduler = scheduler
+            loop.live = live
+        }
         // Finish events wait until the counts are published, so a caller that saw its request
         // finish reads statistics without it.
         var ended: [Ending] = []
@@ -181,10 +205,13 @@ public final class Engine: Sendable {
     /// Publishes the scheduler's counts for `statistics()`, then delivers the finish events.
     private func publish(_ scheduler: borrowing Scheduler, _ ended: inout [Ending]) {
         state.withLock { [running = scheduler.runningCount, waiting = scheduler.waitingCount,
-                          preemptions = scheduler.preemptions] s in
+                          preemptions = scheduler.preemptions, queried = scheduler.prefixCacheQueryTokens,
+                          hit = scheduler.prefixCacheHitTokens] s in
             s.running = running
             s.waiting = waiting
             s.preemptions = preemptions
+            s.prefixQueryTokens = queried
+            s.prefixHitTokens = hit
         }
         for e in ended {
             e.sequence.continuation.yield(.finished(reason: e.reason, promptTokens: e.sequence.prompt.count,

@@ -16,6 +16,12 @@ public struct EngineStatistics: Sendable, Equatable {
     public var preemptions: Int = 0
     /// Steps whose forward pass threw (their requests ended with `.deviceFailure`).
     public var failedSteps: Int = 0
+    /// Of `kvBlocksFree`, blocks that still hold a cached prefix (evicted least recently used first).
+    public var kvBlocksCached: Int = 0
+    /// Prompt tokens of admitted requests since the engine started, and how many of them were
+    /// found in the prefix cache (hit rate = hit ÷ query, as vLLM's prefix-cache metrics).
+    public var prefixCacheQueryTokens: Int = 0
+    public var prefixCacheHitTokens: Int = 0
 
     public init(running: Int, waiting: Int, steps: Int, kvBlocksUsed: Int, kvBlocksTotal: Int) {
         self.running = running

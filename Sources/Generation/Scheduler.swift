@@ -14,21 +14,24 @@ public struct SchedulerConfiguration: Sendable, Equatable {
     /// Free KV blocks that must remain after admitting a request while others run: the headroom
     /// running sequences grow into before anything has to be preempted.
     public var watermarkBlocks: Int
+    /// Reuse the KV of full blocks whose token prefix was computed before (`KVBlockAllocator`).
+    public var prefixCaching: Bool
 
     public init(maxBatchTokens: Int, maxBatchSequences: Int, prefillChunk: Int, maxSequenceLength: Int,
-                watermarkBlocks: Int) {
+                watermarkBlocks: Int, prefixCaching: Bool = true) {
         self.maxBatchTokens = max(1, maxBatchTokens)
         self.maxBatchSequences = max(1, maxBatchSequences)
         self.prefillChunk = max(1, min(prefillChunk, maxBatchTokens))
         self.maxSequenceLength = maxSequenceLength
         self.watermarkBlocks = max(0, watermarkBlocks)
+        self.prefixCaching = prefixCaching
     }
 
     /// The model's step limits, with a watermark of 1% of the pool (at least one block), as vLLM's.
-    public init(model: any LanguageModel, prefillChunk: Int) {
+    public init(model: any LanguageModel, prefillChunk: Int, prefixCaching: Bool = true) {
         self.init(maxBatchTokens: model.maxBatchTokens, maxBatchSequences: model.maxBatchSequences,
                   prefillChunk: prefillChunk, maxSequenceLength: model.maxSequenceLength,
-                  watermarkBlocks: max(1, model.kvBlocks.blockCount / 100))
+                  watermarkBlocks: max(1, model.kvBlocks.blockCount / 100), prefixCaching: prefixCaching)
     }
 }
 
@@ -48,6 +51,13 @@ public struct SchedulerConfiguration: Sendable, Equatable {
 /// chunks, then admissions from the waiting queue in arrival order while the token budget,
 /// sequence slots and the free-block watermark allow. Nothing is admitted in a step that
 /// preempted (it would take the blocks back that the preemption just freed).
+///
+/// Prefix caching: a request being admitted first takes the cached blocks that hold the longest
+/// prefix of its tokens (whole blocks, and never its last token, whose logits it needs) and
+/// starts computing after them; every block a step fills is registered for later requests. This
+/// holds for sliding-window models too: a block's KV is a function of the token prefix alone
+/// (the window limits what attention reads, not what a position's K and V are), and blocks
+/// stay in the table when they fall out of the window.
 public struct Scheduler: Sendable {
     public let configuration: SchedulerConfiguration
     public let blocks: KVBlockAllocator
@@ -60,6 +70,12 @@ public struct Scheduler: Sendable {
         /// Tokens whose KV is in the cache (positions 0 ..< computed).
         var computed = 0
         var blockTable: [Int] = []
+        /// Chain hashes of the full blocks of `tokens` computed so far (kept across preemption).
+        var hashes: [BlockHash] = []
+        /// Blocks of `blockTable` registered in the prefix cache (or taken from it).
+        var registered = 0
+        /// Admitted at least once (prefix-cache statistics count first admissions only).
+        var admitted = false
         var remaining: Int { tokens.count - computed }
     }
 
@@ -69,6 +85,10 @@ public struct Scheduler: Sendable {
     private var running: [Request] = []
     /// Sequences preempted since the scheduler started.
     public private(set) var preemptions = 0
+    /// Prompt tokens of admitted requests, and how many of them were found in the prefix cache
+    /// (first admissions only: a preempted sequence's recompute is not a new query).
+    public private(set) var prefixCacheQueryTokens = 0
+    public private(set) var prefixCacheHitTokens = 0
 
     public init(configuration: SchedulerConfiguration, blocks: KVBlockAllocator) {
         self.configuration = configuration
@@ -119,6 +139,7 @@ public struct Scheduler: Sendable {
                     var back = victim
                     back.computed = 0
                     back.blockTable = []
+                    back.registered = 0
                     waiting.insert(back, at: 0)
                     preempted.append(victim.id)
                     preemptions += 1
@@ -132,13 +153,23 @@ public struct Scheduler: Sendable {
 
         if preempted.isEmpty {
             while running.count < configuration.maxBatchSequences, budget > 0, var r = waiting.first {
+                let hit = takeCachedPrefix(&r)
                 let n = min(r.remaining, configuration.prefillChunk, budget)
                 let needed = blocks.blocksNeeded(forTokens: r.computed + n) - r.blockTable.count
                 // With nothing running there is nothing to leave headroom for (and a prompt as
                 // large as the pool must still start).
                 let reserve = running.isEmpty ? 0 : configuration.watermarkBlocks
                 guard blocks.freeBlocks - needed >= reserve,
-                      blocks.ensureCapacity(&r.blockTable, tokens: r.computed + n) else { break }
+                      blocks.ensureCapacity(&r.blockTable, tokens: r.computed + n) else {
+                    blocks.release(hit)
+                    waiting[0].hashes = r.hashes
+                    break
+                }
+                if !r.admitted {
+                    r.admitted = true
+                    prefixCacheQueryTokens += r.promptCount
+                    prefixCacheHitTokens += hit.count * blocks.blockSize
+                }
                 waiting.removeFirst()
                 running.append(r)
                 counts.append(n)
@@ -154,11 +185,30 @@ public struct Scheduler: Sendable {
         return step
     }
 
-    /// Records that `step` ran: its tokens' KV is now in the cache.
+    /// A waiting request's cached prefix: the blocks, now in its table (none without caching).
+    private func takeCachedPrefix(_ r: inout Request) -> [Int] {
+        guard configuration.prefixCaching, r.blockTable.isEmpty else { return [] }
+        let size = blocks.blockSize
+        r.hashes = BlockHash.chain(r.tokens, blockSize: size, from: r.hashes)
+        let hit = blocks.takeCachedPrefix(r.hashes.prefix((r.tokens.count - 1) / size))
+        r.blockTable = hit
+        r.computed = hit.count * size
+        r.registered = hit.count
+        return hit
+    }
+
+    /// Records that `step` ran: its tokens' KV is now in the cache, and blocks it filled are
+    /// registered for prefix caching.
     public mutating func commit(_ step: SchedulerStep) {
+        let size = blocks.blockSize
         for entry in step.entries {
             guard let i = running.firstIndex(where: { $0.id == entry.id }) else { continue }
             running[i].computed = entry.startPosition + entry.tokens.count
+            let full = running[i].computed / size
+            guard configuration.prefixCaching, full > running[i].registered else { continue }
+            running[i].hashes = BlockHash.chain(running[i].tokens, blockSize: size, from: running[i].hashes)
+            for j in running[i].registered..<full { blocks.register(running[i].blockTable[j], as: running[i].hashes[j]) }
+            running[i].registered = full
         }
     }
 

@@ -51,8 +51,9 @@ public struct ModelRuntime: Sendable {
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokURL))
         let model = try makeModel(try weights(checkpoint, options), options: options, quiet: quiet)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefillChunk: 256, maxQueued: options.maxQueued,
+                            prefixCaching: options.prefixCaching,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
-        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: options.quantization?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
+        return ModelRuntime(label: dir.standardizedFileURL.lastPathComponent, directory: dir, weightDType: (options.quantization ?? checkpoint.quantization)?.rawValue ?? checkpoint.dtype.rawValue, config: checkpoint.config,
                             tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }
 
@@ -93,7 +94,8 @@ public struct ModelRuntime: Sendable {
         let bytesPerBlock = 2 * c.nLayers * c.nKVHeads * c.headDim * backend.kvElementBytes * blockSize
         // Each sequence holds whole blocks: room for every sequence at the full length.
         let wanted = max(1, options.maxBatchSize) * ((options.maxSequenceLength + blockSize - 1) / blockSize)
-        let blocks = min(wanted, try affordableBlocks(bytesPerBlock))
+        let cap = options.kvCacheTokens.map { max(1, ($0 + blockSize - 1) / blockSize) } ?? wanted
+        let blocks = min(options.kvCacheTokens == nil ? wanted : cap, try affordableBlocks(bytesPerBlock))
         return try Transformer(backend: backend, weights: weights, config: c,
                                maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
                                maxSequenceLength: options.maxSequenceLength, kvBlockCount: blocks, kvBlockSize: blockSize)

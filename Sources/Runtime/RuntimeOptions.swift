@@ -29,11 +29,17 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var loraPath: String?
     /// The adapter's scale: W' = W + loraScale·(B·A) (mistral-inference's default is 2.0).
     public var loraScale: Float
+    /// Reuse the KV of earlier requests' common prompt prefixes (on by default).
+    public var prefixCaching: Bool
+    /// Tokens the KV pool holds, all sequences together (nil: room for `maxBatchSize` sequences
+    /// of `maxSequenceLength`, capped by the device's memory). Fixes the KV memory, e.g. to
+    /// compare scheduling policies.
+    public var kvCacheTokens: Int? = nil
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,
                 gpuMemoryFraction: Double = 0.9, threads: Int? = nil, maxQueued: Int? = nil,
-                quantization: WeightQuantization? = nil, loraPath: String? = nil, loraScale: Float = 2.0) {
+                quantization: WeightQuantization? = nil, loraPath: String? = nil, loraScale: Float = 2.0, prefixCaching: Bool = true) {
         self.checkpointDirectory = checkpointDirectory
         self.tokenizerPath = tokenizerPath
         self.maxSequenceLength = maxSequenceLength
@@ -46,5 +52,6 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.quantization = quantization
         self.loraPath = loraPath
         self.loraScale = loraScale
+        self.prefixCaching = prefixCaching
     }
 }

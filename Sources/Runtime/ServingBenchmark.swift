@@ -13,7 +13,13 @@ import Synchronization
 ///   first `concurrency` requests has its first token to the first finish), which is what the
 ///   forward-only decode rate at the same batch bounds;
 /// - time to first token and inter-token latency percentiles, per token event as the client
-///   sees it.
+///   sees it;
+/// - how many sequences ran at once (the engine's running count, sampled every millisecond:
+///   peak and mean) and how many were preempted. With `requestedMaxTokens` (e.g. the AIME
+///   endpoint's default 4000) each request asks for that many tokens, as clients do, and its
+///   answer ends after `generatedLength` (the client cancels it there, as an end-of-sequence
+///   token would end it): what KV blocks on demand serve more of than a reservation of the
+///   whole `max_tokens` up front.
 public struct ServingBenchmark: Sendable {
     public var requests: Int
     public var concurrency: Int
@@ -22,6 +28,8 @@ public struct ServingBenchmark: Sendable {
     public var vocabularySize: Int
     public var sampling: SamplingParameters
     public var seed: UInt64
+    /// Each request's `max_tokens` when it is larger than what it generates (nil: `generatedLength`).
+    public var requestedMaxTokens: Int? = nil
 
     public init(requests: Int, concurrency: Int, promptLength: Int, generatedLength: Int, vocabularySize: Int,
                 sampling: SamplingParameters, seed: UInt64 = 1) {
@@ -48,6 +56,13 @@ public struct ServingBenchmark: Sendable {
         public var ttft_p99_ms: Double
         public var itl_p50_ms: Double
         public var itl_p99_ms: Double
+        /// Each request's max_tokens.
+        public var max_tokens: Int
+        public var peak_running: Int
+        public var mean_running: Double
+        public var preemptions: Int
+        public var kv_blocks: Int
+        public var kv_block_size: Int
     }
 
     /// One request's timeline, in seconds from the benchmark's start.
@@ -73,9 +88,20 @@ public struct ServingBenchmark: Sendable {
             }
         }
         var parameters = sampling
-        parameters.maxTokens = generatedLength
+        parameters.maxTokens = max(generatedLength, requestedMaxTokens ?? 0)
         parameters.ignoreEOS = true
         let params = parameters
+        let endsEarly = parameters.maxTokens > generatedLength
+        let generatedLength = self.generatedLength
+        let preemptionsBefore = engine.statistics().preemptions
+        // The engine's running count, sampled while the clients run.
+        let occupancy = Occupancy()
+        let sampler = Task.detached {
+            while !occupancy.isDone {
+                occupancy.record(engine.statistics().running)
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
         let timelines = await withTaskGroup(of: [(Int, Timeline)].self) { group in
             let next = Counter()
             for _ in 0..<max(1, min(concurrency, requests)) {
@@ -89,9 +115,13 @@ public struct ServingBenchmark: Sendable {
                             let handle = try engine.submit(promptTokens: prompts[r], sampling: p)
                             for await event in handle.events {
                                 switch event {
-                                case .token: line.tokens.append(seconds())
+                                case .token:
+                                    guard line.tokens.count < generatedLength else { break }
+                                    line.tokens.append(seconds())
+                                    // The answer is complete: stop it as its end token would.
+                                    if endsEarly && line.tokens.count == generatedLength { handle.cancel() }
                                 case .finished(let reason, _, _, let error):
-                                    line.failed = reason == .error || reason == .cancelled
+                                    line.failed = reason == .error || (reason == .cancelled && line.tokens.count < generatedLength)
                                     if line.failed { line.error = error?.description ?? "\(reason)" }
                                 case .prefillProgress, .logprobs: break
                                 }
@@ -110,6 +140,10 @@ public struct ServingBenchmark: Sendable {
             return all.sorted { $0.0 < $1.0 }.map(\.1)
         }
         let wall = seconds()
+        occupancy.finish()
+        await sampler.value
+        let (peak, sum, samples) = occupancy.totals
+        let statistics = engine.statistics()
         let ok = timelines.filter { !$0.failed && !$0.tokens.isEmpty }
         let output = timelines.reduce(0) { $0 + $1.tokens.count }
         let ttft = ok.map { ($0.tokens[0] - $0.submitted) * 1e3 }.sorted()
@@ -129,7 +163,11 @@ public struct ServingBenchmark: Sendable {
                       output_tokens: output, wall_s: wall, output_tokens_per_s: Double(output) / wall,
                       steady_tokens_per_s: steady,
                       ttft_p50_ms: Self.percentile(ttft, 0.5), ttft_p99_ms: Self.percentile(ttft, 0.99),
-                      itl_p50_ms: Self.percentile(itl, 0.5), itl_p99_ms: Self.percentile(itl, 0.99))
+                      itl_p50_ms: Self.percentile(itl, 0.5), itl_p99_ms: Self.percentile(itl, 0.99),
+                      max_tokens: parameters.maxTokens, peak_running: peak,
+                      mean_running: samples == 0 ? 0 : Double(sum) / Double(samples),
+                      preemptions: statistics.preemptions - preemptionsBefore,
+                      kv_blocks: engine.model.kvBlocks.blockCount, kv_block_size: engine.model.kvBlocks.blockSize)
     }
 
     /// Nearest-rank percentile of sorted values (NaN when empty).
@@ -138,6 +176,21 @@ public struct ServingBenchmark: Sendable {
         let rank = Int((q * Double(sorted.count)).rounded(.up)) - 1
         return sorted[min(max(rank, 0), sorted.count - 1)]
     }
+}
+
+/// The engine's running count as sampled during a run.
+private final class Occupancy: Sendable {
+    private let state = Mutex((peak: 0, sum: 0, samples: 0, done: false))
+    var isDone: Bool { state.withLock { $0.done } }
+    func finish() { state.withLock { $0.done = true } }
+    func record(_ running: Int) {
+        state.withLock { o in
+            o.peak = max(o.peak, running)
+            o.sum += running
+            o.samples += 1
+        }
+    }
+    var totals: (peak: Int, sum: Int, samples: Int) { state.withLock { ($0.peak, $0.sum, $0.samples) } }
 }
 
 /// A shared request counter for the benchmark's client tasks.

@@ -30,9 +30,20 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("vocab-size"), help: "Override the preset's vocabulary size.") var vocabSize: Int?
     @Flag(help: "Time the sample op alone (per call and per row) at each --batch, with --temperature/--top-k/--top-p.")
     var sampler = false
+    @Option(name: .customLong("request-max-tokens"),
+            help: "--serve: each request's max_tokens (e.g. the AIME default 4000); its answer still ends after --gen-len tokens.")
+    var requestMaxTokens: Int?
+    @Option(name: .customLong("kv-cache-tokens"), help: "Size the KV pool for this many tokens (fixed KV memory).")
+    var kvCacheTokens: Int?
+    @Option(help: "Prefix-cache benchmark: a conversation of N turns through the Engine (--ckpt-dir, default the demo model).")
+    var conversation: Int?
+    @Option(name: .customLong("system-prompt"), help: "--conversation: the system prompt (none by default).")
+    var systemPrompt: String?
 
     struct Row: Encodable {
         var device: String, preset: String, layers: Int, batch: Int
+        /// bf16, or fp8 with --quantize fp8 (bytes_per_step counts weights at that stored size).
+        var weights: String
         var prefill_tokens_per_s: Double
         var prefill_tflop_per_s: Double, measured_gemm_tflop_per_s: Double?, prefill_fraction_of_gemm_rate: Double?
         var decode_step_ms: Double, decode_tokens_per_s_per_seq: Double, decode_tokens_per_s_total: Double
@@ -57,7 +68,11 @@ struct Bench: AsyncParsableCommand {
         let levels = concurrency.map { $0.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 } } ?? batches
         guard !levels.isEmpty else { throw ValidationError("--concurrency needs positive integers") }
         options.maxBatchSize = max(batches.max() ?? 1, levels.max() ?? 1)
-        options.maxSeqLen = promptLen + genLen + 1
+        if let turns = conversation {
+            try await runConversation(turns: turns)
+            return
+        }
+        options.maxSeqLen = promptLen + max(genLen, requestMaxTokens ?? 0) + 1
         if serve {
             try await runServe(config: config, options: options, levels: levels)
             return
@@ -86,7 +101,8 @@ struct Bench: AsyncParsableCommand {
         if !json {
             print("device: \(lm.deviceName); measured copy bandwidth \(String(format: "%.1f", bandwidth)) GB/s (read + write)"
                   + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
-            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config)) / 1e9)) GB bf16")
+            let format = options.runtime.quantization?.rawValue ?? "bf16"
+            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
         }
         for b in batches {
             let row = try measure(lm, config: config, batch: b, bandwidth: bandwidth, gemmRate: gemmRate, fullLayers: fullLayers,
@@ -110,15 +126,17 @@ struct Bench: AsyncParsableCommand {
         let lm: any LanguageModel
         let engine: Engine
         var c2 = config
+        var runtimeOptions = options.runtime
+        runtimeOptions.kvCacheTokens = kvCacheTokens
         if model.ckptDir != nil {
-            let runtime = try ModelRuntime.load(options.runtime, quiet: json)
+            let runtime = try ModelRuntime.load(runtimeOptions, quiet: json)
             lm = runtime.model
             engine = runtime.engine
             c2 = runtime.config
         } else {
-            let device = try RuntimeDevice.make(options.runtime, quiet: json)
-            lm = try device.build(try RandomWeights(config: config, seed: seed), options.runtime)
-            engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, makeDecoder: { TokenIDDecoder() })
+            let device = try RuntimeDevice.make(runtimeOptions, quiet: json)
+            lm = try device.build(try RandomWeights(config: config, seed: seed), runtimeOptions)
+            engine = Engine(model: lm, stopTokens: [], prefillChunk: 256, prefixCaching: runtimeOptions.prefixCaching, makeDecoder: { TokenIDDecoder() })
         }
         try warmUp(lm, batches: levels, vocabSize: c2.vocabSize)
         if !json {
@@ -133,8 +151,9 @@ struct Bench: AsyncParsableCommand {
     /// round, then the forward-only decode rate at the same batch.
     private func serveLevel(_ c: Int, lm: any LanguageModel, engine: Engine, config c2: ModelConfig) async throws {
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let bench = ServingBenchmark(requests: requests ?? c, concurrency: c, promptLength: promptLen,
+        var bench = ServingBenchmark(requests: requests ?? c, concurrency: c, promptLength: promptLen,
                                      generatedLength: genLen, vocabularySize: c2.vocabSize, sampling: sampling, seed: seed)
+        bench.requestedMaxTokens = requestMaxTokens
         _ = await ServingBenchmark(requests: c, concurrency: c, promptLength: promptLen, generatedLength: 4,
                                    vocabularySize: c2.vocabSize, sampling: sampling, seed: seed).run(engine)   // untimed: graphs, plans
         let served = await bench.run(engine)
@@ -155,7 +174,27 @@ struct Bench: AsyncParsableCommand {
                          served.itl_p50_ms, served.itl_p99_ms))
             print(String(format: "forward-only decode at batch %d: %8.1f tok/s (%.2f ms/step) | steady serving / forward-only = %.3f",
                          c, forward.decode_tokens_per_s_total, forward.decode_step_ms, ratio))
+            print(String(format: "       max_tokens %d | running at once: peak %d, mean %.1f | %d preemptions | KV pool %d blocks of %d tokens",
+                         served.max_tokens, served.peak_running, served.mean_running, served.preemptions, served.kv_blocks,
+                         served.kv_block_size))
         }
+    }
+
+    /// `--conversation`: a multi-turn chat through the Engine and its prefix cache.
+    private func runConversation(turns: Int) async throws {
+        var options = model.runtime
+        options.kvCacheTokens = kvCacheTokens
+        let runtime = try ModelRuntime.load(options, quiet: json)
+        let result = try await ConversationBenchmark(turns: turns, systemPrompt: systemPrompt, maxTokens: genLen)
+            .run(engine: runtime.engine, encoder: runtime.encoder)
+        if json { printJSONLine(result); return }
+        print("conversation of \(turns) turns on \(runtime.label) (\(runtime.model.deviceName)), system prompt: \(systemPrompt == nil ? "none" : "yes"), prefix caching \(result.prefix_caching ? "on" : "off")")
+        for t in result.turns {
+            print(String(format: "turn %2d | prompt %4d tokens | cached %4d (%5.1f%%) | generated %3d", t.turn, t.prompt_tokens,
+                         t.cached_tokens, 100 * Double(t.cached_tokens) / Double(max(1, t.prompt_tokens)), t.generated_tokens))
+        }
+        print(String(format: "all turns: %d prompt tokens, %d from the prefix cache = %.1f%% hit rate (%.2f s)",
+                     result.prompt_tokens, result.cached_tokens, 100 * result.hit_rate, result.wall_s))
     }
 
     struct SamplerRow: Encodable {
@@ -233,14 +272,16 @@ struct Bench: AsyncParsableCommand {
         times.sort()
         let stepSeconds = times.isEmpty ? .nan : times[times.count / 2]
         let context = promptLen + genLen / 2
-        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                           quantization: model.quantize))
         let achieved = bytes / stepSeconds / 1e9
         let fraction = achieved / bandwidth
         var fullConfig = c
         fullConfig.nLayers = fullLayers
-        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes))
+        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                               quantization: model.quantize))
         let prefillRate = Double(batch) * BenchPresets.prefillFLOPs(c, tokens: promptLen) / prefillSeconds
-        return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch,
+        return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch, weights: model.quantize?.rawValue ?? "bf16",
                    prefill_tokens_per_s: Double(batch * promptLen) / prefillSeconds,
                    prefill_tflop_per_s: prefillRate / 1e12, measured_gemm_tflop_per_s: gemmRate.map { $0 / 1e12 },
                    prefill_fraction_of_gemm_rate: gemmRate.map { prefillRate / $0 },

@@ -10,7 +10,7 @@ struct MixtralChat: AsyncParsableCommand {
             Without --ckpt-dir, commands use the bundled demo model Chloe-tiny (see `mixtral-chat \
             where-is-demo`).
             """,
-        subcommands: [Chat.self, Generate.self, Worker.self, Download.self, Tokenize.self, EncodeChat.self, Bench.self, EvalDemo.self,
-                      WhereIsDemo.self],
+        subcommands: [Chat.self, Generate.self, Serve.self, Worker.self, Download.self, Tokenize.self, EncodeChat.self, Bench.self, EvalDemo.self,
+                      Quantize.self, CompareQuantization.self, WhereIsDemo.self],
         defaultSubcommand: nil)
 }

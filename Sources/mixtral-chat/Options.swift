@@ -59,12 +59,16 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customLong("lora-scale")], help: "With --lora: W' = W + scale·(B·A) (mistral-inference's 2.0).")
     var loraScale: Float = 2.0
 
+    @Flag(name: .customLong("no-prefix-caching"),
+          help: "Compute every prompt in full instead of reusing the KV cache of earlier prompts' common prefixes.")
+    var noPrefixCaching = false
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
                        maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
                        gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
-                       loraPath: lora, loraScale: loraScale)
+                       loraPath: lora, loraScale: loraScale, prefixCaching: !noPrefixCaching)
     }
 }
 

@@ -22,7 +22,10 @@ import Tokenizers
         let engine: Engine
     }
 
-    static func setup(maxSequences: Int = 16, kvBlocks: Int = 640) throws -> Setup {
+    /// - Parameter slidingWindow: run the demo weights with this attention window instead of full
+    ///   attention (a sliding-window model for scheduler tests; its answers are not the trained ones).
+    static func setup(maxSequences: Int = 16, kvBlocks: Int = 640, slidingWindow: Int? = nil,
+                      prefixCaching: Bool = true) throws -> Setup {
         let ckpt = try MistralCheckpoint.load(directory: modelDir)
         let tokenizerURL = try #require(ckpt.tokenizerURL)
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokenizerURL)
@@ -30,9 +33,12 @@ import Tokenizers
         #expect(encoder.version == .v3, "the demo tokenizer is v3 by its file name, as for mistral-common")
         let backend = CPUBackend()
         let weights = try TransformerWeights(source: ckpt, backend: backend)
-        let model = try Transformer(backend: backend, weights: weights, config: ckpt.config, maxBatchTokens: 256,
+        var config = ckpt.config
+        if let slidingWindow { config.slidingWindow = slidingWindow }
+        let model = try Transformer(backend: backend, weights: weights, config: config, maxBatchTokens: 256,
                                     maxBatchSequences: maxSequences, maxSequenceLength: 512, kvBlockCount: kvBlocks, kvBlockSize: 16)
-        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
+        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefixCaching: prefixCaching,
+                            makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return Setup(tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)
     }
 

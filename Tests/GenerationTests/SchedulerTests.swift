@@ -6,9 +6,10 @@ import Testing
 /// taken, who is preempted, and that every sequence finishes.
 @Suite struct SchedulerTests {
     static func scheduler(blocks: Int, blockSize: Int = 4, tokens: Int = 64, sequences: Int = 8, chunk: Int = 64,
-                          maxSequenceLength: Int = 128, watermark: Int = 0) -> Scheduler {
+                          maxSequenceLength: Int = 128, watermark: Int = 0, caching: Bool = false) -> Scheduler {
         Scheduler(configuration: SchedulerConfiguration(maxBatchTokens: tokens, maxBatchSequences: sequences, prefillChunk: chunk,
-                                                        maxSequenceLength: maxSequenceLength, watermarkBlocks: watermark),
+                                                        maxSequenceLength: maxSequenceLength, watermarkBlocks: watermark,
+                                                        prefixCaching: caching),
                   blocks: KVBlockAllocator(blockCount: blocks, blockSize: blockSize))
     }
 
