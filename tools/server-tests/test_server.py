@@ -270,11 +270,13 @@ def test_413(server):
 
 
 def test_429_when_the_queue_is_full():
-    s = Server("--max-batch-size", "1", "--max-queued", "1")
+    s = Server("--max-batch-size", "1", "--max-queued", "1", "--max-seq-len", "4096")
     try:
         import openai as o
         c = o.OpenAI(base_url=s.base + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
-        long = dict(model=MODEL, messages=ask("Hello!"), max_tokens=400, extra_body={"ignore_eos": True})
+        # Long enough that the first two are still generating when the third arrives (the demo
+        # model decodes thousands of tokens a second in a release build).
+        long = dict(model=MODEL, messages=ask("Hello!"), max_tokens=3000, extra_body={"ignore_eos": True})
         running = c.chat.completions.create(stream=True, **long)
         next(iter(running))                      # admitted and generating
         waiting = c.chat.completions.create(stream=True, **long)
@@ -321,7 +323,13 @@ def test_disconnect_cancels_the_sequence(server):
                        "extra": 1, "ignore_eos": True}).encode()
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    assert b"data: " in sock.recv(4096)
+    # The headers may arrive in a packet of their own: read until the first event.
+    sock.settimeout(30)
+    received = b""
+    while b"data: " not in received:
+        part = sock.recv(4096)
+        assert part, f"the server closed the stream before its first event: {received!r}"
+        received += part
     sock.close()
     deadline = time.time() + 30
     while time.time() < deadline:
