@@ -75,16 +75,7 @@ import Testing
         let ref = try Self.reference(name)
         let model = try TinyModels.model(FP8QuantizingSource(try TinyModels.checkpoint(name)))
         for (prompt, greedy) in zip(ref.prompts, ref.greedy) {
-            var table: [Int] = []
-            #expect(model.kvBlocks.ensureCapacity(&table, tokens: prompt.count + greedy.count))
-            var logits = try model.forward(PackedBatch(sequences: [.init(tokens: prompt, startPosition: 0, blockTable: table)]))
-            var out: [Int] = []
-            for _ in greedy {
-                let next = argmax(logits.row(0))
-                out.append(next)
-                logits = try model.forward(PackedBatch(sequences: [.init(tokens: [next], startPosition: prompt.count + out.count - 1, blockTable: table)]))
-            }
-            model.kvBlocks.release(table)
+            let out = try TinyModels.cachedGreedy(model, prompt: prompt, count: greedy.count)
             #expect(out == greedy, "\(name): fp8 greedy continuation")
         }
     }

@@ -3,6 +3,7 @@ import Checkpoints
 import Foundation
 import Model
 import Tensors
+import Testing
 
 /// The tiny models made by tools/fixtures/make_tiny_models.py, with reference outputs from the
 /// independent numpy forward pass in tools/fixtures/reference_forward.py.
@@ -36,6 +37,22 @@ enum TinyModels {
         return try Transformer(backend: backend, weights: weights, config: source.config,
                                maxBatchTokens: maxTokens, maxBatchSequences: maxSequences,
                                maxSequenceLength: maxSequenceLength, kvBlockCount: 128, kvBlockSize: blockSize)
+    }
+
+    /// `count` greedy tokens after `prompt`: the prompt in one forward pass, then one cached
+    /// decode step per token (the path the engine takes).
+    static func cachedGreedy(_ model: Transformer<CPUBackend>, prompt: [Int], count: Int) throws -> [Int] {
+        var table: [Int] = []
+        #expect(model.kvBlocks.ensureCapacity(&table, tokens: prompt.count + count))
+        defer { model.kvBlocks.release(table) }
+        var logits = try model.forward(PackedBatch(sequences: [.init(tokens: prompt, startPosition: 0, blockTable: table)]))
+        var out: [Int] = []
+        for _ in 0..<count {
+            let next = argmax(logits.row(0))
+            out.append(next)
+            logits = try model.forward(PackedBatch(sequences: [.init(tokens: [next], startPosition: prompt.count + out.count - 1, blockTable: table)]))
+        }
+        return out
     }
 }
 
