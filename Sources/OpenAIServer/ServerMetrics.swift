@@ -20,6 +20,10 @@ public final class ServerMetrics: Sendable {
     private let steps: Gauge
     private let preemptions: Gauge
     private let failedSteps: Gauge
+    private let kvCached: Gauge
+    private let prefixQueries: Gauge
+    private let prefixHits: Gauge
+    private let prefixHitRate: Gauge
 
     public init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -41,6 +45,10 @@ public final class ServerMetrics: Sendable {
         steps = registry.makeGauge(descriptor: name("engine_steps", "", "Forward steps the engine has run."))
         preemptions = registry.makeGauge(descriptor: name("preemptions", "", "Sequences preempted (KV blocks freed, recomputed later) so far."))
         failedSteps = registry.makeGauge(descriptor: name("failed_steps", "", "Forward steps that failed (their sequences ended with an error)."))
+        kvCached = registry.makeGauge(descriptor: name("kv_blocks_cached", "", "KV-cache blocks kept for prefix reuse and held by no sequence."))
+        prefixQueries = registry.makeGauge(descriptor: name("prefix_cache_queries", "tokens", "Prompt tokens looked up in the prefix cache so far."))
+        prefixHits = registry.makeGauge(descriptor: name("prefix_cache_hits", "tokens", "Prompt tokens whose KV came from the prefix cache so far."))
+        prefixHitRate = registry.makeGauge(descriptor: name("prefix_cache_hit", "ratio", "Prefix-cache hits over queries since start (0–1)."))
     }
 
     func request(route: String, status: Int) {
@@ -66,6 +74,10 @@ public final class ServerMetrics: Sendable {
             steps.set(Double(s.steps))
             preemptions.set(Double(s.preemptions))
             failedSteps.set(Double(s.failedSteps))
+            kvCached.set(Double(s.kvBlocksCached))
+            prefixQueries.set(Double(s.prefixCacheQueryTokens))
+            prefixHits.set(Double(s.prefixCacheHitTokens))
+            prefixHitRate.set(s.prefixCacheQueryTokens > 0 ? Double(s.prefixCacheHitTokens) / Double(s.prefixCacheQueryTokens) : 0)
         }
         return registry.emitToString()
     }

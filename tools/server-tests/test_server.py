@@ -350,6 +350,14 @@ def test_metrics(server, client):
     assert m["mixtral_kv_blocks_total"] > 0
     for name in ["mixtral_sequences_running", "mixtral_sequences_waiting", "mixtral_kv_blocks_used", "mixtral_kv_cache_usage_ratio"]:
         assert name in m
+    # A prompt of several KV blocks, twice: the second time its full blocks come from the cache.
+    long = ask("Tell me about the weather in Paris and in Oslo, please, in a few words. " * 4)
+    client.chat.completions.create(model=MODEL, messages=long, temperature=0, max_tokens=4)
+    before = server.metrics()["mixtral_prefix_cache_hits_tokens"]
+    client.chat.completions.create(model=MODEL, messages=long, temperature=0, max_tokens=4)
+    m = server.metrics()
+    assert m["mixtral_prefix_cache_hits_tokens"] > before
+    assert 0 < m["mixtral_prefix_cache_hit_ratio"] <= 1
 
 
 def test_sigterm_finishes_running_requests():
