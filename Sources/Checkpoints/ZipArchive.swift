@@ -44,7 +44,9 @@ struct ZipArchive {
             let loc = eocd - 20
             guard loc >= 0, file.load(loc, as: UInt32.self) == 0x0706_4b50 else { throw bad("zip64 locator missing") }
             let rec64 = file.load(loc + 8, as: UInt64.self)
-            guard rec64 <= UInt64(count - 56) else { throw bad("zip64 record offset \(rec64) outside the file") }
+            // The record is 56 bytes; a file shorter than that cannot hold it (and count - 56 would
+            // be negative: found by the pth fuzz target).
+            guard count >= 56, rec64 <= UInt64(count - 56) else { throw bad("zip64 record offset \(rec64) outside the file") }
             let r = Int(rec64)
             guard file.load(r, as: UInt32.self) == 0x0606_4b50 else { throw bad("zip64 end-of-central-directory record missing") }
             let n64 = file.load(r + 32, as: UInt64.self)
