@@ -78,15 +78,17 @@ struct Harness {
     }
 
     /// Waits until the server has a result for the job and returns the first one.
-    func result(_ id: String, timeout: Duration = .seconds(15)) async throws -> AIMEJSON {
+    func result(_ id: String, timeout: Duration = .seconds(60)) async throws -> AIMEJSON {
         let found = await eventually(timeout: timeout) { await state.job(id)?.results.isEmpty == false }
         try #require(found, "no result for job \(id) within \(timeout)")
         return try #require(await state.job(id)?.results.first)
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+/// Polls `condition` every 20 ms until it holds or `timeout` passes. The default is long because
+/// CI runs every suite at once on two cores: a worker's first login and poll have been seen to
+/// take over 10 s there. A condition that holds returns at once, so a long limit costs nothing.
+func eventually(timeout: Duration = .seconds(60), _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if await condition() { return true }

@@ -48,7 +48,7 @@ struct WorkerFailureTests {
     @Test("server offline at start, then back: the worker waits with backoff, shows it, then serves jobs")
     func offlineThenBack() async throws {
         let harness = try await Harness.start(startServer: false)
-        let offline = await eventually(timeout: .seconds(5)) {
+        let offline = await eventually(timeout: .seconds(30)) {
             if case .serverOffline = await harness.worker.state { return true }
             return false
         }
