@@ -43,7 +43,8 @@ extension CUDABackend {
         try require(out, rows * outDim, f32Only, "normedMatmul out")
         try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
         guard rows > 0, outDim > 0 else { return }
-        if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, rows * inDim * 4 <= 160 * 1024, decodeKernels {
+        switch normedMatmulPath(weight: weight.dtype, norm: norm.dtype, rows: rows, inDim: inDim) {
+        case .gemv:
             let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
             let staged = try normStaging(kernel, rows: rows, inDim: inDim)
             let (grid, split) = gemvGrid(outputs: outDim)
@@ -51,9 +52,8 @@ extension CUDABackend {
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                         .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                         .pointer(norm.pointer), .float(eps)])
-            return
-        }
-        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+        case .normToBF16ThenBLAS:
+            guard let blas else { throw BackendError.device("normedMatmul: cuBLASLt path chosen without cuBLASLt") }
             // Larger steps through cuBLASLt: the norm writes its bf16 operand directly (one narrow
             // pass instead of an f32 write, a read and a convert).
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
@@ -71,13 +71,13 @@ extension CUDABackend {
                               workspace: workspace, stream: stream)
             try launch(.swigluSplit, grid: gridFor(rows * outDim),
                        [.pointer(both), .pointer(out.pointer), .int32(Int32(rows)), .int32(Int32(outDim))])
-            return
+        case .normThenProduct:
+            // The norm into a scratch activation, then the product.
+            let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
+                               dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
+            try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
+            try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
         }
-        // Otherwise: the norm into a scratch activation, then the product.
-        let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
-                           dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
-        try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
-        try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
     }
 
     /// Dynamic shared memory of a normed GEMV (gemv.cu stages x ⊙ norm, (rows, inDim) f32),
@@ -120,7 +120,7 @@ extension CUDABackend {
                  outputs: Int, _ mode: ProductMode) throws {
         guard rows > 0, outputs > 0 else { return }
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
-        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
+        if productPath(weight: weight.dtype, rows: rows, inDim: inDim, mode: mode) == .gemv {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let (grid, split) = gemvGrid(outputs: outputs)
             try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid, programmatic: true,
@@ -128,7 +128,7 @@ extension CUDABackend {
                         .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
             return
         }
-        let blasPath = weight.dtype == .bf16 && matmulPath == .cublasLt && blas != nil
+        let blasPath = generalProductPath(weight: weight.dtype) == .cublasLt
         switch mode {
         case .store:
             try generalProduct(x, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
@@ -150,14 +150,16 @@ extension CUDABackend {
     /// only stores; `accumulate` needs the cuBLASLt path).
     private func generalProduct(_ x: CUDATensor, _ weight: CUDATensor, into out: CUdeviceptr, rows: Int, inDim: Int,
                                 outDim: Int, accumulate: Bool) throws {
-        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+        switch generalProductPath(weight: weight.dtype) {
+        case .cublasLt:
+            guard let blas else { throw BackendError.device("product: cuBLASLt path chosen without cuBLASLt") }
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),
                        [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * inDim))])
             let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
             try blas.multiply(x: xb, weight: weight.pointer, out: out, rows: rows, inDim: inDim, outDim: outDim,
                               accumulate: accumulate, workspace: workspace, stream: stream)
-        } else {
+        case .simt:
             precondition(!accumulate, "the SIMT product only stores")
             try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1),
                        [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
