@@ -17,6 +17,7 @@ extension BackendConformance {
             ("moeRoute", { try $0.moeRouteCase() }),
             ("moeExperts", { try $0.moeExpertsCases() }),
             ("normedMoE", { try $0.normedMoECases() }),
+            ("fp8 weights", { try $0.fp8Cases() }),
             ("gatherRows", { try $0.gatherRowsCase() }),
             ("sample", { try $0.sampleCases() }),
         ]

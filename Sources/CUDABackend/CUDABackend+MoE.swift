@@ -105,9 +105,8 @@ extension CUDABackend {
                        [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(offsets),
                         .pointer(sorted), .int32(Int32(rows)), .int32(Int32(experts)), .int32(Int32(topK))])
             let slots = min(experts, pairs)
-            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
-                       [.pointer(normed.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
+            try launchGemvGateUp(x: normed.pointer, w1: w1, w3: w3, offsets: offsets, sorted: sorted, h: h, dim: dim,
+                                 hidden: hidden, topK: topK, experts: experts, slots: slots)
             try launchGemvDown(h: h, w2: w2, offsets: offsets, sorted: sorted, y: y, dim: dim, hidden: hidden,
                                experts: experts, slots: slots)
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
@@ -186,13 +185,18 @@ extension CUDABackend {
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
                         accumulate: accumulate)
         case .simt:
+            // e4m3: the tiles widen the codes; each output is multiplied by its row's scale.
             let rowTiles = (pairs + 31) / 32
-            try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts),
-                       [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
-            try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts),
-                       [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                        .int32(Int32(dim)), .int32(Int32(hidden))])
+            let e4m3 = w1.dtype == .e4m3
+            var gateUp: [KernelArgument] = [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets),
+                                            .pointer(sorted), .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)),
+                                            .int32(Int32(topK))]
+            if e4m3 { gateUp += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
+            try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts), gateUp)
+            var down: [KernelArgument] = [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                                          .int32(Int32(dim)), .int32(Int32(hidden))]
+            if e4m3 { down.append(.pointer(w2.rowScales)) }
+            try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts), down)
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
                         accumulate: accumulate)
         }
@@ -201,8 +205,9 @@ extension CUDABackend {
     /// Checks the stacked expert weights of a MoE op: w1, w3 (E, F, D), w2 (E, D, F), one dtype.
     private func requireExperts(w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, dim: Int, hidden: Int, experts: Int,
                                 _ op: String) throws {
-        for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
-            try require(w, experts * hidden * dim, weightDTypes, "\(op) \(name)")
+        for (w, name, rows) in [(w1, "w1", hidden), (w2, "w2", dim), (w3, "w3", hidden)] {
+            try require(w, experts * hidden * dim, matrixDTypes, "\(op) \(name)")
+            try requireRowScales(w, rows: experts * rows, "\(op) \(name)")   // (E, rows) stacked
         }
         guard w1.dtype == w2.dtype, w1.dtype == w3.dtype else {
             throw BackendError.shapeMismatch("\(op): w1/w2/w3 dtypes differ (\(w1.dtype), \(w2.dtype), \(w3.dtype))")
@@ -210,13 +215,29 @@ extension CUDABackend {
         guard experts <= 1024 else { throw BackendError.unsupported("\(op) with \(experts) > 1024 experts") }
     }
 
+    /// h[p] = silu(w1[e] · x[t]) · (w3[e] · x[t]) by the GEMV-style gate/up kernel: a warp per
+    /// hidden row, grid (ceil(F / 8), slots). e4m3 weights take the kernel that dequantises in
+    /// place, with the stacked (E, F) row scales.
+    private func launchGemvGateUp(x: CUdeviceptr, w1: CUDATensor, w3: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr,
+                                  h: CUdeviceptr, dim: Int, hidden: Int, topK: Int, experts: Int, slots: Int) throws {
+        let e4m3 = w1.dtype == .e4m3
+        var arguments: [KernelArgument] = [.pointer(x), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                                           .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)),
+                                           .int32(Int32(experts))]
+        if e4m3 { arguments += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
+        try launch(e4m3 ? .moeGemvGateUpE4M3 : .moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1), arguments)
+    }
+
     /// y[p] = w2[e] · h[p] by the GEMV-style down kernel: 4 rows of w2 per warp, grid
-    /// (ceil(D / 32), slots) with block row j serving the j-th touched expert.
+    /// (ceil(D / 32), slots) with block row j serving the j-th touched expert (e4m3: with the
+    /// (E, D) row scales).
     private func launchGemvDown(h: CUdeviceptr, w2: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr, y: CUdeviceptr,
                                 dim: Int, hidden: Int, experts: Int, slots: Int) throws {
-        try launch(.moeGemvDown, grid: ((dim + 31) / 32, slots, 1),
-                   [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                    .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))])
+        let e4m3 = w2.dtype == .e4m3
+        var arguments: [KernelArgument] = [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                                           .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))]
+        if e4m3 { arguments.append(.pointer(w2.rowScales)) }
+        try launch(e4m3 ? .moeGemvDownE4M3 : .moeGemvDown, grid: ((dim + 31) / 32, slots, 1), arguments)
     }
 
     /// out[t] = Σ_k weights[t, k] · y[row(t, k)], the row as `moe_combine` documents: `rowOf`

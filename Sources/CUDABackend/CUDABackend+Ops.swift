@@ -31,7 +31,8 @@ extension CUDABackend {
     public func matmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmul x")
         try require(out, rows * outDim, f32Only, "matmul out")
-        try require(weight, outDim * inDim, weightDTypes, "matmul weight")
+        try require(weight, outDim * inDim, matrixDTypes, "matmul weight")
+        try requireRowScales(weight, rows: outDim, "matmul weight")
         try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .store)
     }
 
@@ -41,17 +42,21 @@ extension CUDABackend {
         try require(x, rows * inDim, f32Only, "normedMatmul x")
         try require(norm, inDim, weightDTypes, "normedMatmul norm")
         try require(out, rows * outDim, f32Only, "normedMatmul out")
-        try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
+        try require(weight, weightRows * inDim, matrixDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
+        try requireRowScales(weight, rows: weightRows, "normedMatmul weight")
         guard rows > 0, outDim > 0 else { return }
         switch normedMatmulPath(weight: weight.dtype, norm: norm.dtype, rows: rows, inDim: inDim) {
         case .gemv:
-            let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
+            let e4m3 = weight.dtype == .e4m3
+            let kernel: Kernel = gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
+                : (e4m3 ? .gemvNormE4M3(rows) : .gemvNorm(rows))
             let staged = try normStaging(kernel, rows: rows, inDim: inDim)
             let (grid, split) = gemvGrid(outputs: outDim)
-            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true,
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
-                        .pointer(norm.pointer), .float(eps)])
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                                               .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
+                                               .pointer(norm.pointer), .float(eps)]
+            if e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true, arguments)
         case .normToBF16ThenBLAS:
             guard let blas else { throw BackendError.device("normedMatmul: cuBLASLt path chosen without cuBLASLt") }
             // Larger steps through cuBLASLt: the norm writes its bf16 operand directly (one narrow
@@ -77,6 +82,15 @@ extension CUDABackend {
                                dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
             try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
             try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
+        }
+    }
+
+    /// Throws unless an e4m3 weight carries a scale for each of its first `rows` rows (the
+    /// kernels read them unchecked); nothing to check for other dtypes.
+    func requireRowScales(_ weight: CUDATensor, rows: Int, _ what: String) throws {
+        guard weight.dtype == .e4m3 else { return }
+        guard weight.rowScales != 0, weight.scaleCount >= rows else {
+            throw BackendError.shapeMismatch("\(what): e4m3 weight \(weight.shape) has \(weight.scaleCount) row scales, op needs \(rows)")
         }
     }
 
@@ -106,7 +120,8 @@ extension CUDABackend {
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmulAdd x")
         try require(out, rows * outDim, f32Only, "matmulAdd out")
-        try require(weight, outDim * inDim, weightDTypes, "matmulAdd weight")
+        try require(weight, outDim * inDim, matrixDTypes, "matmulAdd weight")
+        try requireRowScales(weight, rows: outDim, "matmulAdd weight")
         try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .accumulate)
     }
 
@@ -123,9 +138,12 @@ extension CUDABackend {
         if productPath(weight: weight.dtype, rows: rows, inDim: inDim, mode: mode) == .gemv {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let (grid, split) = gemvGrid(outputs: outputs)
-            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid, programmatic: true,
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
+            let e4m3 = weight.dtype == .e4m3
+            let kernel: Kernel = mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                                               .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))]
+            if e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(kernel, grid: grid, programmatic: true, arguments)
             return
         }
         let blasPath = generalProductPath(weight: weight.dtype) == .cublasLt
@@ -161,9 +179,11 @@ extension CUDABackend {
                               accumulate: accumulate, workspace: workspace, stream: stream)
         case .simt:
             precondition(!accumulate, "the SIMT product only stores")
-            try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1),
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
-                        .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))])
+            // e4m3: the tile kernel widens the codes and multiplies each output by its row scale.
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
+                                               .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))]
+            if weight.dtype == .e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1), arguments)
         }
     }
 

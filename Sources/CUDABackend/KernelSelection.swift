@@ -4,6 +4,11 @@ import Tensors
 /// shape, device, settings) to a path, and the op switches on the result. Adding a weight dtype
 /// means adding rows here (and the kernels they name); the ops stay one switch each.
 ///
+/// Rows for e4m3 weights (the FP8 scheme, docs/fp8.md): the GEMV paths as bf16 (their e4m3
+/// kernels dequantise in the kernel); past them the SIMT tile kernels (`matmul_e4m3`,
+/// `moe_gate_up_e4m3` / `moe_down_e4m3`), since cuBLASLt and the tensor-core MoE kernels here
+/// take bf16 operands and a bf16 copy of the weights is never made.
+///
 /// The thresholds, in one place. Where they come from is in docs/gpu-notes.md.
 enum KernelLimits {
     /// GEMVs (gemv.cu) are instantiated for 1…4 activation rows.
@@ -23,6 +28,8 @@ enum KernelLimits {
     static let moeRouterGemvTokens = 4
     /// `moe_norm_route_*` keeps (D + E) f32 in the default shared memory.
     static let moeNormRouteMaxSharedBytes = 48 * 1024
+    /// Weight dtypes the GEMVs and MoE GEMV experts read (bf16, and e4m3 with row scales).
+    static let gemvWeights: Set<DType> = [.bf16, .e4m3]
 }
 
 /// How `normedMatmul` runs.
@@ -77,7 +84,7 @@ enum GroupedExpertsPath: Equatable {
 extension CUDABackend {
     /// The path of `normedMatmul` for a weight (weightRows, inDim) and `rows` tokens.
     func normedMatmulPath(weight: DType, norm: DType, rows: Int, inDim: Int) -> NormedMatmulPath {
-        if decodeKernels, weight == .bf16, norm == .bf16, rows <= KernelLimits.gemvMaxRows,
+        if decodeKernels, KernelLimits.gemvWeights.contains(weight), norm == .bf16, rows <= KernelLimits.gemvMaxRows,
            inDim % KernelLimits.gemvChunk == 0, rows * inDim * 4 <= KernelLimits.gemvNormMaxStagedBytes {
             return .gemv
         }
@@ -87,7 +94,8 @@ extension CUDABackend {
 
     /// The path of `product` for `rows` tokens; the gated mode never takes the GEMV here.
     func productPath(weight: DType, rows: Int, inDim: Int, mode: ProductMode) -> ProductPath {
-        if decodeKernels, weight == .bf16, rows <= KernelLimits.gemvMaxRows, inDim % KernelLimits.gemvChunk == 0,
+        if decodeKernels, KernelLimits.gemvWeights.contains(weight), rows <= KernelLimits.gemvMaxRows,
+           inDim % KernelLimits.gemvChunk == 0,
            mode != .swiGLU {
             return .gemv
         }
@@ -103,7 +111,7 @@ extension CUDABackend {
     func normedMoEPath(experts weight: DType, router: DType, norm: DType, rows: Int, dim: Int, hidden: Int,
                        experts: Int, topK: Int) -> NormedMoEPath {
         if decodeKernels, rows * topK <= KernelLimits.moeGemvMaxPairs, experts <= KernelLimits.moeRouteSortMaxExperts,
-           weight == .bf16, router == .bf16, norm == .bf16,
+           KernelLimits.gemvWeights.contains(weight), router == .bf16, norm == .bf16,
            dim % KernelLimits.gemvChunk == 0, hidden % KernelLimits.gemvChunk == 0,
            KernelLimits.moeRouterGemvTokens * dim * 4 <= KernelLimits.gemvNormMaxStagedBytes {
             return .decode

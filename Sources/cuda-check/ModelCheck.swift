@@ -14,6 +14,9 @@ struct ModelCheck<Backend: ComputeBackend> {
     /// Between two runs of this backend (batched/sequential, cached/recompute).
     let selfTolerance: Double
     let say: (String) -> Void
+    /// Quantize while loading (`FP8QuantizingSource`, the `--quantize fp8` path) and compare
+    /// against each fixture's FP8 reference (`reference_fp8.json`: numpy simulating the scheme).
+    var fp8 = false
 
     struct Reference: Decodable { var prompts: [[Int]]; var logits: [String]; var greedy: [[Int]] }
 
@@ -35,9 +38,10 @@ struct ModelCheck<Backend: ComputeBackend> {
         for name in names {
             do {
                 let dir = directory.appendingPathComponent(name)
-                let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: dir.appendingPathComponent("reference.json")))
+                let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: dir.appendingPathComponent(fp8 ? "reference_fp8.json" : "reference.json")))
                 let ckpt = try MistralCheckpoint.load(directory: dir)
-                let m = try model(ckpt)
+                let m = try model(fp8 ? FP8QuantizingSource(ckpt) : ckpt)
+                let tag = fp8 ? "\(name) fp8" : name
                 // 1. Prompt logits vs the numpy reference.
                 var sequential: [[Float]] = []
                 for (prompt, file) in zip(ref.prompts, ref.logits) {
@@ -48,7 +52,7 @@ struct ModelCheck<Backend: ComputeBackend> {
                     sequential.append(logits.values)
                     let expected = try readNPY(dir.appendingPathComponent(file))
                     let err = normalisedErrorF(logits.values, expected)
-                    record(err <= referenceTolerance, "\(name) \(file) (\(prompt.count) tokens) vs numpy f64: err \(fmt(err)) (tol \(fmt(referenceTolerance)))")
+                    record(err <= referenceTolerance, "\(tag) \(file) (\(prompt.count) tokens) vs numpy f64: err \(fmt(err)) (tol \(fmt(referenceTolerance)))")
                 }
                 // 2. Cached greedy decode reproduces the reference continuation.
                 for (i, (prompt, greedy)) in zip(ref.prompts, ref.greedy).enumerated() {
@@ -62,7 +66,7 @@ struct ModelCheck<Backend: ComputeBackend> {
                         logits = try m.forward(PackedBatch(sequences: [.init(tokens: [next], startPosition: prompt.count + out.count - 1, blockTable: table)]))
                     }
                     m.kvBlocks.release(table)
-                    record(out == greedy, "\(name) prompt \(i) greedy \(out == greedy ? "== reference" : "\(out) vs reference \(greedy)")")
+                    record(out == greedy, "\(tag) prompt \(i) greedy \(out == greedy ? "== reference" : "\(out) vs reference \(greedy)")")
                 }
                 // 3. Batched == sequential.
                 var tables: [[Int]] = []
@@ -75,7 +79,7 @@ struct ModelCheck<Backend: ComputeBackend> {
                                                         allLogits: true)).values
                 tables.forEach(m.kvBlocks.release)
                 let berr = normalisedErrorF(batched, sequential.flatMap { $0 })
-                record(berr <= selfTolerance, "\(name) batched vs sequential: err \(fmt(berr)) (tol \(fmt(selfTolerance)))")
+                record(berr <= selfTolerance, "\(tag) batched vs sequential: err \(fmt(berr)) (tol \(fmt(selfTolerance)))")
                 // 4. Cached decode == full recompute (past the sliding window where there is one).
                 let sequence = ref.prompts[ref.prompts.count - 1] + ref.greedy[ref.greedy.count - 1]
                 var table: [Int] = []
@@ -87,7 +91,7 @@ struct ModelCheck<Backend: ComputeBackend> {
                 }
                 m.kvBlocks.release(table)
                 let cerr = normalisedErrorF(incremental, full)
-                record(cerr <= selfTolerance, "\(name) cached decode vs full recompute (\(sequence.count) tokens): err \(fmt(cerr)) (tol \(fmt(selfTolerance)))")
+                record(cerr <= selfTolerance, "\(tag) cached decode vs full recompute (\(sequence.count) tokens): err \(fmt(cerr)) (tol \(fmt(selfTolerance)))")
             } catch {
                 record(false, "\(name): \(error)")
             }
@@ -101,9 +105,11 @@ struct ModelCheck<Backend: ComputeBackend> {
 /// experts of 14336, 32 heads / 8 KV heads).
 func compareRandomModel<T: ComputeBackend, R: ComputeBackend>(
     _ label: String, config: ModelConfig, test: T, reference: R, promptLength: Int, tolerance: Double,
-    say: (String) -> Void) -> Bool {
+    fp8: Bool = false, say: (String) -> Void) -> Bool {
     do {
-        let source = try RandomWeights(config: config, seed: 11)
+        let random = try RandomWeights(config: config, seed: 11)
+        // fp8: both backends get the same e4m3 weights, quantized per tensor while loading.
+        let source: any WeightSource = fp8 ? FP8QuantizingSource(random) : random
         func logits<B: ComputeBackend>(_ backend: B) throws -> [Float] {
             let weights = try TransformerWeights(source: source, backend: backend)
             let model = try Transformer(backend: backend, weights: weights, config: config, maxBatchTokens: promptLength,
