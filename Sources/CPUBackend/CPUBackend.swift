@@ -33,15 +33,20 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     /// One row sampler (with its grow-only scratch) per pool thread.
     let samplers: [RowSampler]
     let opLock = Mutex<Void>(())
+    /// This backend's place in a tensor-parallel group (nil: a model on one rank).
+    public let parallel: (group: CPUParallelGroup, rank: Int)?
 
-    /// - Parameter threads: pool size; defaults to every active processor.
-    public init(threads: Int? = nil) {
+    /// - Parameters:
+    ///   - threads: pool size; defaults to every active processor.
+    ///   - parallel: the group and rank when this backend is one rank of a split model.
+    public init(threads: Int? = nil, parallel: (group: CPUParallelGroup, rank: Int)? = nil) {
+        self.parallel = parallel
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         pool = ThreadPool(threads: count)
         scratch = ScratchSpace(threads: count, sharedBuffers: 6)
         threadBases = scratch.perThread.map { $0.pointer }
         samplers = (0..<count).map { _ in RowSampler() }
-        name = "cpu (\(count) thread\(count == 1 ? "" : "s"))"
+        name = "cpu (\(count) thread\(count == 1 ? "" : "s"))" + (parallel.map { " rank \($0.rank)/\($0.group.size)" } ?? "")
     }
 
     /// Runs an op body with the op lock held (ops must not overlap: they share scratch).
