@@ -46,7 +46,7 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         scratch = ScratchSpace(threads: count, sharedBuffers: 6)
         threadBases = scratch.perThread.map { $0.pointer }
         samplers = (0..<count).map { _ in RowSampler() }
-        name = "cpu (\(count) thread\(count == 1 ? "" : "s"))" + (parallel.map { " rank \($0.rank)/\($0.group.size)" } ?? "")
+        name = "cpu (\(count) thread\(count == 1 ? "" : "s"))"
     }
 
     /// Runs an op body with the op lock held (ops must not overlap: they share scratch).

@@ -16,6 +16,7 @@ public final class TensorParallelModel<Backend: ComputeBackend>: LanguageModel, 
     public var maxBatchTokens: Int { ranks[0].maxBatchTokens }
     public var maxBatchSequences: Int { ranks[0].maxBatchSequences }
     public var maxSequenceLength: Int { ranks[0].maxSequenceLength }
+    /// e.g. "2 × NVIDIA H200", "4 × cpu (1 thread)".
     public var deviceName: String { "\(ranks.count) × \(ranks[0].backend.name)" }
     public var gpuCount: Int { ranks.reduce(0) { $0 + $1.backend.gpuCount } }
     public var kvElementBytes: Int { ranks[0].kvElementBytes }
