@@ -17,14 +17,18 @@ struct ModelCheck<Backend: ComputeBackend> {
     /// Quantize while loading (`FP8QuantizingSource`, the `--quantize fp8` path) and compare
     /// against each fixture's FP8 reference (`reference_fp8.json`: numpy simulating the scheme).
     var fp8 = false
+    /// Runs the model as one rank of a tensor-parallel group of one (through the backend's
+    /// collectives, e.g. NCCL on one GPU) instead of without a group.
+    var groupOfOne = false
 
     struct Reference: Decodable { var prompts: [[Int]]; var logits: [String]; var greedy: [[Int]] }
 
     func model(_ source: any WeightSource) throws -> Transformer<Backend> {
         let backend = try makeBackend()
         let weights = try TransformerWeights(source: source, backend: backend)
+        let shard = groupOfOne ? try TensorShard.plan(source.config, ranks: 1, collectiveWhenAlone: true)[0] : nil
         return try Transformer(backend: backend, weights: weights, config: source.config, maxBatchTokens: 96,
-                               maxBatchSequences: 8, maxSequenceLength: 64, kvBlockCount: 128, kvBlockSize: 4)
+                               maxBatchSequences: 8, maxSequenceLength: 64, kvBlockCount: 128, kvBlockSize: 4, shard: shard)
     }
 
     /// Returns (passed, total) over all checks of all models in `directory` (dense, moe, mqa, …).

@@ -145,6 +145,21 @@ do {
             failures += count - passed + hfCount - hfPassed
             total += count + hfCount
         }
+        say("\n== tiny fixture models through NCCL with a communicator of one (tensor-parallel path, 1 GPU)")
+        do {
+            let group = try NCCLGroup(ordinals: [ordinal])
+            say("  NCCL \(group.nccl.version.map(String.init) ?? "?") loaded from \(group.nccl.library.path)")
+            var check = ModelCheck(makeBackend: { try CUDABackend(ordinal: ordinal, parallel: (group, 0)) },
+                                   referenceTolerance: 2e-2, selfTolerance: 1e-2, say: say)
+            check.groupOfOne = true
+            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+            failures += count - passed
+            total += count
+        } catch {
+            say("  FAIL NCCL group of one: \(error)")
+            failures += 1
+            total += 1
+        }
         say("\n== decode steps replayed from CUDA graphs vs launched op by op")
         let graphs = checkStepGraphs(directory: URL(fileURLWithPath: dir), ordinal: ordinal, say: say)
         failures += graphs.total - graphs.passed
