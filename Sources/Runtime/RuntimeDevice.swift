@@ -79,6 +79,7 @@ public struct RuntimeDevice: Sendable {
             measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
             measureGEMMRate: { try backend.measureGEMMRate() },
             kvBytesPerElement: backend.kvElementBytes,
+            memoryInfo: { try backend.memoryInfo() },   // rank 0's GPU
             timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
     }
 }
