@@ -64,10 +64,7 @@ public struct OpenAIServer: Sendable {
             if accepted.request.stream {
                 return Self.eventStream(request, cancel: accepted.run.cancel) { write in try await accepted.stream(write) }
             }
-            switch await accepted.collect() {
-            case .success(let json): return jsonResponse(json)
-            case .failure(let error): throw error
-            }
+            return try await Self.answerUnlessClosed(request, cancel: accepted.run.cancel) { await accepted.collect() }
         }
         router.post("/v1/completions") { request, _ -> Response in
             let start = DispatchTime.now().uptimeNanoseconds
@@ -77,10 +74,7 @@ public struct OpenAIServer: Sendable {
             if accepted.stream {
                 return Self.eventStream(request, cancel: accepted.run.cancel) { write in try await accepted.streamChunks(write) }
             }
-            switch await accepted.collect() {
-            case .success(let json): return jsonResponse(json)
-            case .failure(let error): throw error
-            }
+            return try await Self.answerUnlessClosed(request, cancel: accepted.run.cancel) { await accepted.collect() }
         }
         return router
     }

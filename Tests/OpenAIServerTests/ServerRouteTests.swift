@@ -8,7 +8,8 @@ import Testing
 
 import OpenAIServer
 
-/// The routes over a real socket (Hummingbird's live test client) with the demo model: SSE as
+/// The routes over a real socket (Hummingbird's live test client, or AsyncHTTPClient where a
+/// test sends several generation requests) with the demo model: SSE as
 /// OpenAI sends it, streamed and non-streamed tool calls equal, and the error statuses.
 /// (Run in release: the live client's 20 s read timeout is too short for a debug-build model.)
 @Suite("OpenAI server routes with the Chloe-tiny model", .serialized)
@@ -43,7 +44,10 @@ struct ServerRouteTests {
     func toolCallStreamedAndNot() async throws {
         let slot = ModelSlot(try Chloe.served())
         let body = #"{"model": "chloe-tiny", "messages": [{"role": "user", "content": "What is the weather in Oslo?"}], "tools": ["# + Self.weather + #"], "temperature": 0"#
-        try await app(slot).test(.live) { client in
+        // AsyncHTTPClient rather than the live test client: the server closes the connection after
+        // a non-streamed answer (`Connection: close`, see `answerUnlessClosed`), and only a real
+        // client opens a new one for the next request.
+        try await app(slot).test(.ahc()) { client in
             let full = try await client.execute(uri: "/v1/chat/completions", method: .post, headers: auth,
                                                 body: ByteBuffer(string: body + "}"))
             #expect(full.status == .ok)
@@ -84,7 +88,7 @@ struct ServerRouteTests {
     func contentStream() async throws {
         let slot = ModelSlot(try Chloe.served())
         let body = #"{"messages": [{"role": "user", "content": "What is 47 plus 35?"}], "temperature": 0"#
-        try await app(slot).test(.live) { client in
+        try await app(slot).test(.ahc()) { client in   // a new connection per request, as above
             let full = try await client.execute(uri: "/v1/chat/completions", method: .post, headers: auth, body: ByteBuffer(string: body + "}"))
             let answer = try json(full.body)["choices"]?.arrayValue?.first?.objectValue?["message"]?.objectValue?["content"]
             #expect(answer == .string("47 + 35 = 82."))

@@ -341,6 +341,31 @@ def test_disconnect_cancels_the_sequence(server):
         pytest.fail(f"the sequence kept running after the client went away: {m}")
 
 
+def test_disconnect_cancels_a_non_streamed_request(server):
+    """A client that gives up on a non-streamed request (timeout, killed) stops its generation:
+    the answer nobody reads is counted as 499, and the sequence frees its slot and KV blocks."""
+    cut = 'mixtral_http_requests_total{route="/v1/chat/completions",status="499"}'
+    before = server.metrics().get(cut, 0)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    body = json.dumps({"model": MODEL, "messages": ask("Hello!"), "max_tokens": 480, "ignore_eos": True}).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    sock.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = server.metrics()
+        if m.get(cut, 0) == before + 1 and m.get("mixtral_sequences_running") == 0 and m.get("mixtral_kv_blocks_used") == 0:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the non-streamed request was not cut when its client went away: {m}")
+    # A request whose client stays gets its answer as before (and the connection is not reused).
+    status, raw, headers = server.request("POST", "/v1/chat/completions", {"model": MODEL, "messages": ask("Hello!"),
+                                                                          "temperature": 0})
+    assert status == 200 and json.loads(raw)["choices"][0]["finish_reason"] == "stop"
+    assert headers.get("Connection", headers.get("connection")) == "close"
+
+
 def test_metrics(server, client):
     client.chat.completions.create(model=MODEL, messages=ask("Hello!"), temperature=0)
     m = server.metrics()
