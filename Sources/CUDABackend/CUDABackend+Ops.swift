@@ -249,7 +249,7 @@ extension CUDABackend {
         return max(1, min(max(forSMs, forLength), (keys + 63) / 64, 256))
     }
 
-    /// Flash-decoding attention (attention_decode_d{64,128}_q{1,2,4,8}, see attention.cu): grid
+    /// Flash-decoding attention (attention_decode_d{64,128}_q{1,2,4,8}, see attention_decode.cu): grid
     /// (S, G · chunks, splits), 4 warps; splits > 1 adds attention_decode_merge. The launch depends
     /// only on the batch shape and, when recording a replayable step, on the block tables'
     /// capacity (each split's key range is computed on the device from the positions).
@@ -301,7 +301,7 @@ extension CUDABackend {
         guard t > 0, batch.sequences > 0 else { return }
         if decodeKernels, let tiles = prefillAttentionTiles(batch: batch, headDim: headDim) {
             // Tensor-core flash-attention kernel: grid (H, query tiles of 64 rows), 4 warps, K/V
-            // tiles of 64 keys double-buffered in shared memory (see attention.cu).
+            // tiles of 64 keys double-buffered in shared memory (see attention_prefill.cu).
             let f = try kernels.function(.attentionPrefill(headDim: headDim))
             let shared = 4 * 64 * (headDim + 8) * 2
             if shared > 48 * 1024 {

@@ -4,12 +4,16 @@ import Tensors
 
 /// The `.cu` files in Kernels/, embedded in the binary by SwiftPM (`.embedInCode`).
 enum KernelFile: String, CaseIterable, Sendable {
-    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope, sampling
+    /// attention: the general paged kernel and its split merge; attention_decode: flash-decoding
+    /// (one query token per sequence); attention_prefill: tensor-core prefill.
+    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope, sampling
 
     var source: String {
         let bytes: [UInt8]
         switch self {
         case .attention: bytes = PackageResources.attention_cu
+        case .attentionDecode: bytes = PackageResources.attention_decode_cu
+        case .attentionPrefill: bytes = PackageResources.attention_prefill_cu
         case .elementwise: bytes = PackageResources.elementwise_cu
         case .gemv: bytes = PackageResources.gemv_cu
         case .kvcache: bytes = PackageResources.kvcache_cu
@@ -46,9 +50,9 @@ enum Kernel: Hashable, Sendable {
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
-    /// Tensor-core prefill attention (attention.cu) for head dim 64 or 128.
+    /// Tensor-core prefill attention (attention_prefill.cu) for head dim 64 or 128.
     case attentionPrefill(headDim: Int)
-    /// Flash-decoding attention (attention.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
+    /// Flash-decoding attention (attention_decode.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
     /// query heads per block, and the merge of its key splits.
     case attentionDecode(headDim: Int, group: Int), attentionDecodeMerge
     /// The `sample` op (sampling.cu): one block per logits row.
@@ -62,7 +66,9 @@ enum Kernel: Hashable, Sendable {
         case .moeGateUp, .moeDown, .moeRouter, .moeNormRoute, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
         case .rope, .ropeAppendKV: return .rope
         case .appendKV: return .kvcache
-        case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
+        case .attention, .attentionMerge: return .attention
+        case .attentionDecode, .attentionDecodeMerge: return .attentionDecode
+        case .attentionPrefill: return .attentionPrefill
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         case .sampleRows: return .sampling
         }
