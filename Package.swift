@@ -40,9 +40,11 @@ let package = Package(
         .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
                 resources: [.embedInCode("Kernels")], swiftSettings: optimize),
         .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        // The bytes and FLOPs of a forward step (the roofline of `bench` and `cuda-check --bench`).
+        .target(name: "Roofline", dependencies: ["Checkpoints"]),
         .executableTarget(name: "cuda-check",
                           dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
-                                         "Model", "Checkpoints"]),
+                                         "Model", "Checkpoints", "Roofline"]),
         .target(name: "Generation", dependencies: ["Model", "Tensors", "Chat", "Tokenizers"]),
         .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
         // Loads a checkpoint onto a device and builds the model and engine: what every front-end
@@ -66,7 +68,7 @@ let package = Package(
             name: "mixtral-chat",
             dependencies: [
                 "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend", "CUDADriver",
-                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime", "Downloads", "OpenAIServer",
+                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime", "Downloads", "OpenAIServer", "Roofline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -112,6 +114,7 @@ let package = Package(
                     dependencies: ["DemoEvaluation", "Generation", "Model", "CPUBackend", "Checkpoints", "Chat", "Tokenizers", "Runtime"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "RooflineTests", dependencies: ["Roofline", "Checkpoints"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "CUDABackendTests",
