@@ -40,11 +40,13 @@ let package = Package(
         .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
                 resources: [.embedInCode("Kernels")], swiftSettings: optimize),
         .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        // The forward pass checked on fixture models, once for every backend (swift test, cuda-check).
+        .target(name: "ModelChecks", dependencies: ["BackendConformance", "Checkpoints", "Model", "Tensors"]),
         // The bytes and FLOPs of a forward step (the roofline of `bench` and `cuda-check --bench`).
         .target(name: "Roofline", dependencies: ["Checkpoints"]),
         .executableTarget(name: "cuda-check",
                           dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
-                                         "Model", "Checkpoints", "Roofline"]),
+                                         "Model", "Checkpoints", "Roofline", "ModelChecks"]),
         .target(name: "Generation", dependencies: ["Model", "Tensors", "Chat", "Tokenizers"]),
         .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
         // Loads a checkpoint onto a device and builds the model and engine: what every front-end
@@ -119,7 +121,8 @@ let package = Package(
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "CUDABackendTests",
                     dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors", "ModelChecks", "BackendConformance"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OpenAIServerTests",
                     dependencies: ["OpenAIServer", "Generation", "Chat", "Tokenizers", "Model", "Checkpoints", "CPUBackend",

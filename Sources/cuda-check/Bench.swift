@@ -3,6 +3,7 @@ import CUDABackend
 import CUDADriver
 import Dispatch
 import Model
+import ModelChecks
 import Roofline
 import Tensors
 
@@ -44,7 +45,7 @@ struct Bench {
             var last: [Int] = []
             for s in 0..<batch {
                 let l = try model.forward(PackedBatch(sequences: [.init(tokens: prompts[s], startPosition: 0, blockTable: tables[s])]))
-                last.append(argmaxF(l.row(0)))
+                last.append(argmax(l.row(0)))
             }
             let prefill = Double(DispatchTime.now().uptimeNanoseconds - p0) / 1e9
             var times: [Double] = []
@@ -53,7 +54,7 @@ struct Bench {
                 let s0 = DispatchTime.now().uptimeNanoseconds
                 let l = try model.forward(PackedBatch(sequences: seqs))
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9)
-                last = (0..<batch).map { argmaxF(l.row($0)) }
+                last = (0..<batch).map { argmax(l.row($0)) }
             }
             tables.forEach(model.kvBlocks.release)
             let median = times.dropFirst(3).sorted()[(times.count - 3) / 2]
