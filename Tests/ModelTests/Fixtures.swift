@@ -6,12 +6,13 @@ import Model
 import ModelChecks
 import Tensors
 import Testing
+import TestSupport
 
 /// The tiny models made by tools/fixtures/make_tiny_models.py, with reference outputs from the
 /// independent numpy forward pass in tools/fixtures/reference_forward.py. The forward checks
 /// every backend runs on them: ModelChecks.ForwardInvariants.
 enum TinyModels {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    static let directory = TestPaths.tinyModels
     static let names = ["dense", "moe", "mqa"]
 
     struct Reference: Decodable {
@@ -35,11 +36,8 @@ enum TinyModels {
     /// A CPU transformer for `source` with room for a few sequences.
     static func model(_ source: any WeightSource, maxTokens: Int = 96, maxSequences: Int = 8,
                       maxSequenceLength: Int = 64, blockSize: Int = 4) throws -> Transformer<CPUBackend> {
-        let backend = CPUBackend()
-        let weights = try TransformerWeights(source: source, backend: backend)
-        return try Transformer(backend: backend, weights: weights, config: source.config,
-                               maxBatchTokens: maxTokens, maxBatchSequences: maxSequences,
-                               maxSequenceLength: maxSequenceLength, kvBlockCount: 128, kvBlockSize: blockSize)
+        try cpuTransformer(source, maxBatchTokens: maxTokens, maxBatchSequences: maxSequences,
+                           maxSequenceLength: maxSequenceLength, kvBlockCount: 128, kvBlockSize: blockSize)
     }
 
     /// `count` greedy tokens after `prompt` by cached decode (ModelChecks.cachedGreedy).
