@@ -9,7 +9,6 @@ import Tensors
 // A experts touched this step, n = T·K routed (token, expert) slots.
 
 extension CPUBackend {
-
     /// `moeRoute` on raw buffers (the caller holds the op lock and has checked the shapes).
     /// logits (T, E); ids (T, K); weights (T, K).
     func route(_ logits: UnsafePointer<Float>, ids: UnsafeMutablePointer<Int32>, weights: UnsafeMutablePointer<Float>,
