@@ -86,7 +86,7 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
         func record(_ check: String, _ ok: Bool, _ detail: String) {
             results.append(ForwardCheckResult(name: "\(name) \(check)", passed: ok, detail: detail))
         }
-        func error(_ err: Double, _ tol: Double) -> String { "err \(format(err)) (tol \(format(tol)))" }
+        func errorText(_ err: Double, _ tol: Double) -> String { "err \(format(err)) (tol \(format(tol)))" }
         let ref = fixture.reference
         let m: Transformer<Backend>
         do { m = try model(try fixture.checkpoint()) } catch {
@@ -115,7 +115,7 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
                     continue
                 }
                 let err = normalisedError(logits, expected.values)
-                record("\(file) (\(prompt.count) tokens) vs numpy f64", err <= tolerances.reference, error(err, tolerances.reference))
+                record("\(file) (\(prompt.count) tokens) vs numpy f64", err <= tolerances.reference, errorText(err, tolerances.reference))
             }
             // 2. Cached greedy decode reproduces the reference continuations.
             for (i, (prompt, greedy)) in zip(ref.prompts, ref.greedy).enumerated() {
@@ -128,7 +128,7 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
                                                     allLogits: true)).values
             tables.forEach(m.kvBlocks.release)
             let berr = normalisedError(batched, sequential.flatMap { $0 })
-            record("batched vs sequential", berr <= tolerances.batched, error(berr, tolerances.batched))
+            record("batched vs sequential", berr <= tolerances.batched, errorText(berr, tolerances.batched))
             // 4. Cached decode == full recompute, on the longest sequence.
             let sequence = ref.prompts[ref.prompts.count - 1] + ref.greedy[ref.greedy.count - 1]
             var table = try blocks(sequence.count)
@@ -139,7 +139,7 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
             }
             m.kvBlocks.release(table)
             let cerr = normalisedError(incremental, full)
-            record("cached decode vs full recompute (\(sequence.count) tokens)", cerr <= tolerances.cached, error(cerr, tolerances.cached))
+            record("cached decode vs full recompute (\(sequence.count) tokens)", cerr <= tolerances.cached, errorText(cerr, tolerances.cached))
             // 5. Chunked prefill == whole prefill (the last position's logits).
             let prompt = ref.prompts[ref.prompts.count - 1]
             table = try blocks(prompt.count)
@@ -151,7 +151,7 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
             }
             m.kvBlocks.release(table)
             let perr = normalisedError(last, whole)
-            record("chunked prefill (7 a step) vs whole", perr <= tolerances.cached, error(perr, tolerances.cached))
+            record("chunked prefill (7 a step) vs whole", perr <= tolerances.cached, errorText(perr, tolerances.cached))
         } catch {
             record("run", false, "\(error)")
         }
