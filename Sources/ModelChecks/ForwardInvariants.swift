@@ -39,6 +39,11 @@ public struct ForwardCheckResult: Sendable, CustomStringConvertible {
     public var name: String
     public var passed: Bool
     public var detail: String
+    public init(name: String, passed: Bool, detail: String) {
+        self.name = name
+        self.passed = passed
+        self.detail = detail
+    }
     public var description: String { "\(passed ? "ok  " : "FAIL") \(name): \(detail)" }
 }
 
