@@ -41,7 +41,6 @@ enum ChloeFixtures {
     }
 }
 
-
 @Suite("AIME worker with the Chloe-tiny model")
 struct ChloeWorkerTests {
     @Test("job_data → prompt tokens equal mistral-common's for the same dialog")

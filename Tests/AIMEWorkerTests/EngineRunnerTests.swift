@@ -131,7 +131,6 @@ struct ReferencePromptEncoder: JobPromptEncoder {
     }
 }
 
-
 extension EngineRunnerTests {
     @Test("a batch of jobs through the real Engine and the tiny dense model matches the numpy greedy reference")
     func tinyModelEndToEnd() async throws {
