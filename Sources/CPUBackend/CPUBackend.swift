@@ -39,9 +39,14 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     /// One row sampler (with its grow-only scratch) per pool thread.
     let samplers: [RowSampler]
     let opLock = Mutex<Void>(())
+    /// This backend's place in a tensor-parallel group (nil: a model on one rank).
+    public let parallel: (group: CPUParallelGroup, rank: Int)?
 
-    /// - Parameter threads: pool size; defaults to every active processor.
-    public init(threads: Int? = nil) {
+    /// - Parameters:
+    ///   - threads: pool size; defaults to every active processor.
+    ///   - parallel: the group and rank when this backend is one rank of a split model.
+    public init(threads: Int? = nil, parallel: (group: CPUParallelGroup, rank: Int)? = nil) {
+        self.parallel = parallel
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         pool = ThreadPool(threads: count)
         scratch = ScratchSpace(threads: count, sharedBuffers: 6)

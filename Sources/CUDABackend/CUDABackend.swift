@@ -65,10 +65,14 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
 
     /// Why cuBLASLt is not used, when it is not (library missing); nil when it is.
     public let cublasUnavailableReason: String?
+    /// This GPU's place in a tensor-parallel group (nil: a model on one GPU without NCCL).
+    public let parallel: (group: NCCLGroup, rank: Int)?
 
     /// Opens GPU `ordinal`, loads NVRTC and (if present) cuBLASLt. Throws
     /// `CUDADriverError.libraryNotFound` / `.noDevice` on a machine without a usable GPU.
-    public init(ordinal: Int = 0, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(ordinal: Int = 0, environment: [String: String] = ProcessInfo.processInfo.environment,
+                parallel: (group: NCCLGroup, rank: Int)? = nil) throws {
+        self.parallel = parallel
         let device = try CUDADevice(ordinal: ordinal, api: try DriverAPI.load(environment: environment))
         self.device = device
         stream = try device.createStream()

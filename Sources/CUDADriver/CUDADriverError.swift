@@ -14,6 +14,8 @@ public enum CUDADriverError: Error, CustomStringConvertible, Equatable {
     case nvrtc(function: String, code: Int32, message: String, log: String)
     /// A cuBLASLt call returned a non-success status.
     case cublas(function: String, code: Int32, name: String)
+    /// An NCCL call returned a non-success ncclResult_t.
+    case nccl(function: String, code: Int32, message: String)
 
     /// CUDA_ERROR_OUT_OF_MEMORY.
     public static let outOfMemoryCode: Int32 = 2
@@ -40,6 +42,8 @@ public enum CUDADriverError: Error, CustomStringConvertible, Equatable {
             return "\(fn) failed: \(message) (\(code))" + (trimmed.isEmpty ? "" : "\n\(trimmed)")
         case .cublas(let fn, let code, let name):
             return "\(fn) failed: \(name) (\(code))"
+        case .nccl(let fn, let code, let message):
+            return "\(fn) failed: \(message) (ncclResult \(code))"
         }
     }
 }

@@ -53,7 +53,7 @@ public final class DynamicLibrary: @unchecked Sendable {
 }
 
 /// Where the CUDA libraries are looked for. An environment variable can name an exact file
-/// (`MIXTRAL_LIBCUDA`, `MIXTRAL_LIBNVRTC`, `MIXTRAL_LIBCUBLASLT`), which is tried first.
+/// (`MIXTRAL_LIBCUDA`, `MIXTRAL_LIBNVRTC`, `MIXTRAL_LIBCUBLASLT`, `MIXTRAL_LIBNCCL`), which is tried first.
 public enum LibrarySearch {
     public static func candidates(environmentVariable: String, names: [String],
                                   environment: [String: String]) -> [String] {
@@ -71,6 +71,11 @@ public enum LibrarySearch {
         "/usr/local/cuda/lib64/libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.12",
         "/usr/local/cuda/lib64/libnvrtc.so",
         "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libnvrtc.so.13",
+    ]
+    /// NCCL 2 (system, CUDA toolkit, or the `nvidia-nccl-cu13` wheel that PyTorch installs).
+    public static let ncclNames = [
+        "libnccl.so.2", "libnccl.so", "/usr/local/cuda/lib64/libnccl.so.2", "/usr/lib/x86_64-linux-gnu/libnccl.so.2",
+        "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib/libnccl.so.2",
     ]
     public static let cublasLtNames = [
         "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",

@@ -27,6 +27,9 @@ struct StepBuffers<Backend: ComputeBackend> {
     let gate: Backend.Tensor          // (T, F) dense silu(w1·h)·(w3·h)
     let gathered: Backend.Tensor      // (T, D) rows that produce logits
     let logits: Backend.Tensor        // (T, V)
+    /// With collectives only (else 1 element): this rank's partial residual sum and logits.
+    let partial: Backend.Tensor       // (T, D)
+    let logitShard: Backend.Tensor    // (T, V/N)
     let samplingParameters: Backend.Tensor  // (S, SamplingColumn.count) f32
     let penaltyOffsets: Backend.Tensor      // (S+1) i32
     let penalties: Backend.Tensor           // (S · maxSequenceLength, 2) i32 (token, output count)
@@ -34,7 +37,8 @@ struct StepBuffers<Backend: ComputeBackend> {
     /// Most top log-probabilities a step may ask for.
     static var maxTopLogprobs: Int { 20 }
 
-    init(backend: Backend, config c: ModelConfig, maxTokens: Int, maxSequences: Int, maxBlocksPerSequence: Int,
+    /// Sized for `shard`'s heads and hidden size (the whole model's on one rank).
+    init(backend: Backend, config c: ModelConfig, shard: TensorShard, maxTokens: Int, maxSequences: Int, maxBlocksPerSequence: Int,
          maxSequenceLength: Int) throws {
         self.maxTokens = maxTokens
         self.maxSequences = maxSequences
@@ -48,13 +52,15 @@ struct StepBuffers<Backend: ComputeBackend> {
         blockTables = try backend.makeIndices(maxSequences * maxBlocksPerSequence)
         logitRows = try backend.makeIndices(t)
         x = try backend.makeActivation([t, c.dim])
-        qkv = try backend.makeActivation([t, (c.nHeads + 2 * c.nKVHeads) * c.headDim])
-        q = try backend.makeActivation([t, c.nHeads * c.headDim])
-        attn = try backend.makeActivation([t, c.nHeads * c.headDim])
+        qkv = try backend.makeActivation([t, (shard.heads + 2 * shard.kvHeads) * c.headDim])
+        q = try backend.makeActivation([t, shard.heads * c.headDim])
+        attn = try backend.makeActivation([t, shard.heads * c.headDim])
         // A MoE layer's temporaries (normed x, router logits, routing) live in the backend's scratch.
-        gate = try backend.makeActivation(c.moe == nil ? [t, c.hiddenDim] : [1])
+        gate = try backend.makeActivation(c.moe == nil ? [t, shard.hidden] : [1])
         gathered = try backend.makeActivation([t, c.dim])
         logits = try backend.makeActivation([t, c.vocabSize])
+        partial = try backend.makeActivation(shard.collective ? [t, c.dim] : [1])
+        logitShard = try backend.makeActivation(shard.collective ? [t, shard.vocabulary] : [1])
         samplingParameters = try backend.makeActivation([maxSequences, SamplingColumn.count])
         penaltyOffsets = try backend.makeIndices(maxSequences + 1)
         penalties = try backend.makeIndices(2 * maxSequences * maxSequenceLength)

@@ -64,6 +64,10 @@ extension LanguageModel {
 /// ```
 /// and a MoE layer replaces the last two with one `normedMoE` (norm, router, routing, experts and
 /// residual add inside), then logits = rmsNorm(x[rows])·outputᵀ for the rows that sample.
+///
+/// Split over N ranks (`shard`, one `Transformer` per rank driven by `TensorParallelModel`), the
+/// same code runs with the rank's heads, hidden size and vocabulary; the two residual adds become
+/// partial product → all-reduce, and the logits are gathered from the vocabulary shards.
 public final class Transformer<Backend: ComputeBackend>: LanguageModel, @unchecked Sendable {
     // @unchecked: `forward` mutates the step buffers and KV pools; the scheduler calls it from
     // one thread at a time (the engine's step loop), which is the documented contract.
@@ -74,6 +78,8 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
     public let maxBatchTokens: Int
     public let maxBatchSequences: Int
     public let maxSequenceLength: Int
+    /// This rank's share of the model (the whole model on one rank).
+    public let shard: TensorShard
     private let kPools: [Backend.Tensor]    // (L) × (N, B, G, Dh)
     private let vPools: [Backend.Tensor]    // (L) × (N, B, G, Dh)
     private let buffers: StepBuffers<Backend>
@@ -87,7 +93,9 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
     ///   - maxSequenceLength: the longest prompt + generation a sequence may reach.
     public init(backend: Backend, weights: TransformerWeights<Backend>, config: ModelConfig,
                 maxBatchTokens: Int, maxBatchSequences: Int, maxSequenceLength: Int,
-                kvBlockCount: Int, kvBlockSize: Int = 16) throws {
+                kvBlockCount: Int, kvBlockSize: Int = 16, shard: TensorShard? = nil) throws {
+        let shard = shard ?? .whole(config)
+        self.shard = shard
         self.config = config
         self.backend = backend
         self.weights = weights
@@ -97,13 +105,13 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
         self.kvBlocks = KVBlockAllocator(blockCount: kvBlockCount, blockSize: kvBlockSize)
         var k: [Backend.Tensor] = [], v: [Backend.Tensor] = []
         for _ in 0..<config.nLayers {
-            k.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: config.nKVHeads, headDim: config.headDim))
-            v.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: config.nKVHeads, headDim: config.headDim))
+            k.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: shard.kvHeads, headDim: config.headDim))
+            v.append(try backend.makeKVPool(blocks: kvBlockCount, blockSize: kvBlockSize, kvHeads: shard.kvHeads, headDim: config.headDim))
         }
         kPools = k
         vPools = v
         let maxBlocks = (maxSequenceLength + kvBlockSize - 1) / kvBlockSize
-        buffers = try StepBuffers(backend: backend, config: config, maxTokens: maxBatchTokens,
+        buffers = try StepBuffers(backend: backend, config: config, shard: shard, maxTokens: maxBatchTokens,
                                   maxSequences: maxBatchSequences, maxBlocksPerSequence: maxBlocks,
                                   maxSequenceLength: maxSequenceLength)
     }
@@ -126,6 +134,13 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
         let rows = try run(batch, sampling: (PackedSampling(sampling), n))
         let values = try backend.readFloats(buffers.sampled, count: rows * (2 + 2 * max(n, 0)))  // (R, 2 + 2N)
         return PackedSampling.unpack(values, rows: rows, logprobs: n)
+    }
+
+    /// A rank after the first of a split model: the same forward pass as rank 0's `forward` or
+    /// `step` of `batch` (its collectives meet rank 0's), without sampling or reading anything.
+    func follow(_ batch: PackedBatch) throws {
+        guard batch.tokenCount > 0 else { return }
+        _ = try run(batch, sampling: nil)
     }
 
     /// The forward pass up to the logits (R, V) in `buffers.logits`, then, with `sampling`, the
@@ -155,8 +170,18 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
             hostQueryStart: index.queryStart, hostContextLens: index.contextLens,
             hostPositions: index.positions, hostBlockTables: index.blockTables)
 
-        let D = c.dim, H = c.nHeads, G = c.nKVHeads, Dh = c.headDim, F = c.hiddenDim
+        // This rank's heads, KV heads, hidden size and vocabulary (the model's own on one rank).
+        let D = c.dim, H = shard.heads, G = shard.kvHeads, Dh = c.headDim, F = shard.hidden, Vr = shard.vocabulary
         let R = index.logitRows.count
+        /// x += the layer's product: into x itself on one rank; split, each rank's partial sum
+        /// (rank 0's already holding x) is all-reduced into every rank's x.
+        func addIntoResidual(_ product: (Backend.Tensor) throws -> Void) throws {
+            guard shard.collective else { return try product(b.x) }
+            let target = shard.rank == 0 ? b.x : b.partial
+            if shard.rank != 0 { try be.zero(b.partial, count: T * D) }
+            try product(target)                                                                  // (T, D)
+            try be.allReduceSum(target, into: b.x, count: T * D)
+        }
         // Everything below depends only on the step's shape and on device buffers, so a GPU may
         // record it once per shape and replay it (decode steps repeat the same few shapes).
         try be.replayable(StepShape(tokens: T, sequences: S, logitRows: R, sampledLogprobs: sampling?.logprobs)) {
@@ -169,26 +194,32 @@ public final class Transformer<Backend: ComputeBackend>: LanguageModel, @uncheck
                                     slots: b.slots, rows: T, heads: H, kvHeads: G, headDim: Dh, theta: c.ropeTheta)
                 try be.attention(q: b.q, kPool: kPools[l], vPool: vPools[l], batch: attentionBatch, out: b.attn,
                                  heads: H, kvHeads: G, headDim: Dh, slidingWindow: c.slidingWindow)   // (T, H·Dh)
-                try be.matmulAdd(b.attn, weight: w.wo, into: b.x, rows: T, inDim: H * Dh, outDim: D)   // x += attn·woᵀ
+                try addIntoResidual { try be.matmulAdd(b.attn, weight: w.wo, into: $0, rows: T, inDim: H * Dh, outDim: D) }  // x += attn·woᵀ
 
                 // Feed-forward block.
                 switch w.ffn {
                 case let .dense(w13, w2):
                     try be.normedMatmul(b.x, norm: w.ffnNorm, eps: c.normEps, weight: w13, out: b.gate,
                                         rows: T, inDim: D, outDim: F, gated: true)                    // (T, F)
-                    try be.matmulAdd(b.gate, weight: w2, into: b.x, rows: T, inDim: F, outDim: D)      // x += ·w2ᵀ
+                    try addIntoResidual { try be.matmulAdd(b.gate, weight: w2, into: $0, rows: T, inDim: F, outDim: D) }  // x += ·w2ᵀ
                 case let .moe(gate, w1, w2, w3):
                     guard let moe = c.moe else { throw BackendError.unsupported("MoE weights without MoE config") }
                     // x += Σ_k softmax(top-k router logits)_k · expert_k(rmsNorm(x)): top-k first, then
                     // softmax over the k chosen (Mixtral's order), all inside the op.
-                    try be.normedMoE(b.x, norm: w.ffnNorm, eps: c.normEps, router: gate, w1: w1, w2: w2, w3: w3,
-                                     into: b.x, rows: T, dim: D, hidden: F, experts: moe.numExperts,
-                                     topK: moe.numExpertsPerTok)                                       // (T, D)
+                    try addIntoResidual {
+                        try be.normedMoE(b.x, norm: w.ffnNorm, eps: c.normEps, router: gate, w1: w1, w2: w2, w3: w3,
+                                         into: $0, rows: T, dim: D, hidden: F, experts: moe.numExperts,
+                                         topK: moe.numExpertsPerTok)                                   // (T, D)
+                    }
                 }
             }
             try be.gatherRows(b.x, rows: b.logitRows, out: b.gathered, count: R, dim: D)         // (R, D)
-            try be.normedMatmul(b.gathered, norm: weights.finalNorm, eps: c.normEps, weight: weights.output, out: b.logits,
-                                rows: R, inDim: D, outDim: c.vocabSize, gated: false)                  // (R, V)
+            let logits = shard.collective ? b.logitShard : b.logits
+            try be.normedMatmul(b.gathered, norm: weights.finalNorm, eps: c.normEps, weight: weights.output, out: logits,
+                                rows: R, inDim: D, outDim: Vr, gated: false)                           // (R, V/N)
+            if shard.collective {
+                try be.allGatherColumns(b.logitShard, into: b.logits, rows: R, columns: Vr)           // (R, V)
+            }
             if let sampling {
                 try be.sample(logits: b.logits, parameters: b.samplingParameters, penaltyOffsets: b.penaltyOffsets,
                               penalties: b.penalties, out: b.sampled, rows: R, vocabularySize: c.vocabSize,

@@ -70,6 +70,9 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
 
     public let makeBackend: () throws -> Backend
     public let tolerances: Tolerances
+    /// Runs the model as the one rank of a tensor-parallel group of one (through the backend's
+    /// collectives, e.g. NCCL on one GPU) instead of without a group.
+    public var groupOfOne = false
 
     public init(tolerances: Tolerances, makeBackend: @escaping () throws -> Backend) {
         self.tolerances = tolerances
@@ -80,8 +83,9 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
     public func model(_ source: any WeightSource) throws -> Transformer<Backend> {
         let backend = try makeBackend()
         let weights = try TransformerWeights(source: source, backend: backend)
+        let shard = groupOfOne ? try TensorShard.plan(source.config, ranks: 1, collectiveWhenAlone: true)[0] : nil
         return try Transformer(backend: backend, weights: weights, config: source.config, maxBatchTokens: 96,
-                               maxBatchSequences: 8, maxSequenceLength: 64, kvBlockCount: 128, kvBlockSize: 4)
+                               maxBatchSequences: 8, maxSequenceLength: 64, kvBlockCount: 128, kvBlockSize: 4, shard: shard)
     }
 
     /// Every check on `fixture`; a check that throws is a failed result carrying the error.

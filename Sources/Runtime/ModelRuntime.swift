@@ -78,26 +78,58 @@ public struct ModelRuntime: Sendable {
     /// size of a cached K or V value is the backend's (`kvElementBytes`).
     public static func build<B: ComputeBackend>(_ source: any WeightSource, backend: B, options: RuntimeOptions, quiet: Bool,
                                                 affordableBlocks: (_ bytesPerBlock: Int) throws -> Int) throws -> Transformer<B> {
+        try buildRanks(source, backends: [backend], options: options, quiet: quiet) { _, bytes in try affordableBlocks(bytes) }[0]
+    }
+
+    /// The model split over `backends.count` ranks (`TensorShard`), one backend per rank, in
+    /// `group`; on one backend, the plain model.
+    public static func build<B: ComputeBackend>(_ source: any WeightSource, backends: [B], group: (any CollectiveGroup)?,
+                                                options: RuntimeOptions, quiet: Bool,
+                                                affordableBlocks: (_ rank: Int, _ bytesPerBlock: Int) throws -> Int) throws -> any LanguageModel {
+        // A group of one (NCCL on one GPU, `--gpus 0`) still goes through its collectives.
+        let ranks = try buildRanks(source, backends: backends, collectiveWhenAlone: group != nil, options: options, quiet: quiet,
+                                   affordableBlocks: affordableBlocks)
+        guard ranks.count > 1 else { return ranks[0] }
+        guard let group else { throw BackendError.unsupported("\(ranks.count) ranks without a collective group") }
+        return try TensorParallelModel(ranks: ranks, group: group)
+    }
+
+    /// Each rank's weights (its shard of every tensor, sliced after any quantization so that the
+    /// row scales are the whole tensor's) and KV pools, one rank after the other. Every rank gets
+    /// the same number of KV blocks: the fewest any rank can afford.
+    private static func buildRanks<B: ComputeBackend>(_ source: any WeightSource, backends: [B], collectiveWhenAlone: Bool = false,
+                                                      options: RuntimeOptions, quiet: Bool,
+                                                      affordableBlocks: (_ rank: Int, _ bytesPerBlock: Int) throws -> Int) throws -> [Transformer<B>] {
         let c = source.config
+        let shards = try TensorShard.plan(c, ranks: backends.count, collectiveWhenAlone: collectiveWhenAlone)
         let stored: any WeightSource
         let label: String
         switch options.quantization {
         case nil: (stored, label) = (source, "loading weights")
         case .fp8: (stored, label) = (FP8QuantizingSource(source), "loading weights (quantizing to fp8 e4m3)")
         }
-        let progress = quiet ? nil : ProgressLine(label: label)
-        let weights = try TransformerWeights(source: stored, backend: backend) { done, total in
-            progress?.update(done: done, total: total)
+        let progress = quiet ? nil : ProgressLine(label: backends.count > 1 ? "\(label) onto \(backends.count) ranks" : label)
+        var weights: [TransformerWeights<B>] = []
+        for (backend, shard) in zip(backends, shards) {
+            let rankSource: any WeightSource = shard.ranks > 1 ? ShardedWeights(base: stored, shard: shard) : stored
+            weights.append(try TransformerWeights(source: rankSource, backend: backend) { done, total in
+                progress?.update(done: shard.rank * total + done, total: shard.ranks * total)
+            })
         }
         progress?.finish()
         let blockSize = 16
-        let bytesPerBlock = 2 * c.nLayers * c.nKVHeads * c.headDim * backend.kvElementBytes * blockSize
         // Each sequence holds whole blocks: room for every sequence at the full length.
         let wanted = max(1, options.maxBatchSize) * ((options.maxSequenceLength + blockSize - 1) / blockSize)
         let cap = options.kvCacheTokens.map { max(1, ($0 + blockSize - 1) / blockSize) } ?? wanted
-        let blocks = min(options.kvCacheTokens == nil ? wanted : cap, try affordableBlocks(bytesPerBlock))
-        return try Transformer(backend: backend, weights: weights, config: c,
-                               maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
-                               maxSequenceLength: options.maxSequenceLength, kvBlockCount: blocks, kvBlockSize: blockSize)
+        var blocks = options.kvCacheTokens == nil ? wanted : cap
+        for (backend, shard) in zip(backends, shards) {
+            let bytesPerBlock = 2 * c.nLayers * shard.kvHeads * c.headDim * backend.kvElementBytes * blockSize
+            blocks = min(blocks, try affordableBlocks(shard.rank, bytesPerBlock))
+        }
+        return try zip(backends, zip(shards, weights)).map { backend, sw in
+            try Transformer(backend: backend, weights: sw.1, config: c,
+                            maxBatchTokens: max(options.maxBatchTokens, options.maxBatchSize, 1), maxBatchSequences: max(1, options.maxBatchSize),
+                            maxSequenceLength: options.maxSequenceLength, kvBlockCount: blocks, kvBlockSize: blockSize, shard: sw.0)
+        }
     }
 }

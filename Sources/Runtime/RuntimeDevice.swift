@@ -1,3 +1,4 @@
+import Foundation
 import CPUBackend
 import CUDABackend
 import Checkpoints
@@ -20,16 +21,31 @@ public struct RuntimeDevice: Sendable {
     public static func make(_ options: RuntimeOptions, quiet: Bool) throws -> RuntimeDevice {
         switch try DeviceChoice.parse(options.device) {
         case .cpu:
-            let backend = CPUBackend(threads: options.threads)
+            let ranks = max(1, options.tensorParallel)
+            let group = ranks > 1 ? CPUParallelGroup(size: ranks) : nil
+            // The ranks share the cores: each gets its part of `threads` (at least one).
+            let threads = options.threads.map { max(1, $0 / ranks) }
+                ?? (ranks > 1 ? max(1, ProcessInfo.processInfo.activeProcessorCount / ranks) : nil)
+            let backends = (0..<ranks).map { r in CPUBackend(threads: threads, parallel: group.map { ($0, r) }) }
+            let backend = backends[0]
             return RuntimeDevice(
                 build: { source, opts in
-                    try ModelRuntime.build(source, backend: backend, options: opts, quiet: quiet) { max(1, (4 << 30) / $0) }   // KV: at most 4 GiB of host memory
+                    try ModelRuntime.build(source, backends: backends, group: group, options: opts, quiet: quiet) { _, bytes in
+                        max(1, (4 << 30) / bytes)   // KV: at most 4 GiB of host memory per rank
+                    }
                 },
                 measureBandwidth: { try CPUMemoryBandwidth.measure(backend: backend) },
                 measureGEMMRate: { nil },
                 kvBytesPerElement: backend.kvElementBytes,
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         case .cuda(let ordinal):
+            let ordinals = options.gpus ?? Array(ordinal..<(ordinal + max(1, options.tensorParallel)))
+            if ordinals.count > 1 || options.gpus != nil {
+                guard options.gpus == nil || options.tensorParallel <= 1 || options.tensorParallel == ordinals.count else {
+                    throw BackendError.unsupported("--tensor-parallel \(options.tensorParallel) with \(ordinals.count) GPUs in --gpus \(ordinals)")
+                }
+                return try parallelCUDA(ordinals: ordinals, quiet: quiet)
+            }
             let backend = try CUDABackend(ordinal: ordinal)
             return RuntimeDevice(
                 build: { source, opts in
@@ -42,5 +58,22 @@ public struct RuntimeDevice: Sendable {
                 kvBytesPerElement: backend.kvElementBytes,
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         }
+    }
+
+    /// One backend per GPU of `ordinals`, joined by NCCL: the model split over them.
+    private static func parallelCUDA(ordinals: [Int], quiet: Bool) throws -> RuntimeDevice {
+        let group = try NCCLGroup(ordinals: ordinals)
+        let backends = try ordinals.enumerated().map { r, ordinal in try CUDABackend(ordinal: ordinal, parallel: (group, r)) }
+        let backend = backends[0]
+        return RuntimeDevice(
+            build: { source, opts in
+                try ModelRuntime.build(source, backends: backends, group: group, options: opts, quiet: quiet) { rank, bytes in
+                    try backends[rank].kvPoolBlocks(bytesPerBlock: bytes, memoryFraction: opts.gpuMemoryFraction)
+                }
+            },
+            measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
+            measureGEMMRate: { try backend.measureGEMMRate() },
+            kvBytesPerElement: backend.kvElementBytes,
+            timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
     }
 }

@@ -35,6 +35,11 @@ public struct RuntimeOptions: Sendable, Equatable {
     /// of `maxSequenceLength`, capped by the device's memory). Fixes the KV memory, e.g. to
     /// compare scheduling policies.
     public var kvCacheTokens: Int? = nil
+    /// Ranks the model is split over by tensor parallelism (`TensorShard`): GPUs on CUDA, thread
+    /// groups on the CPU (which share `threads`).
+    public var tensorParallel: Int = 1
+    /// The GPUs of a tensor-parallel model (nil: `tensorParallel` GPUs from the `device`'s ordinal).
+    public var gpus: [Int]? = nil
 
     public init(checkpointDirectory: String? = nil, tokenizerPath: String? = nil, maxSequenceLength: Int = 4096,
                 maxBatchSize: Int = 8, maxBatchTokens: Int = 2048, device: String? = nil,

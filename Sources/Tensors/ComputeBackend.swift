@@ -1,6 +1,7 @@
 /// The operations the Mistral forward pass needs from a device: the eight model-level ops it
 /// calls (embed, normedMatmul, ropeAppendKV, attention, matmulAdd, normedMoE, gatherRows,
-/// sample) plus memory and step replay; not forty tensor primitives and not whole layers.
+/// sample) plus memory, step replay, and three collectives when a model is split over several
+/// devices; not forty tensor primitives and not whole layers.
 ///
 /// The forward pass is written once, in `Model`, against this protocol. Every backend is checked
 /// op by op against `CPUBackend` (the reference) by normalised error (`BackendConformance`). The
@@ -131,6 +132,19 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// logprob 0).
     func sample(logits: Tensor, parameters: Tensor, penaltyOffsets: Tensor, penalties: Tensor, out: Tensor,
                 rows: Int, vocabularySize: Int, logprobs: Int) throws
+
+    // MARK: tensor parallelism
+    // A model split over N ranks (one backend each) calls these in the same order on every rank;
+    // a model on one rank never calls them. See `TensorShard` for the split.
+
+    /// Sets the first `count` elements of an activation to 0.
+    func zero(_ tensor: Tensor, count: Int) throws
+    /// receive[i] = Σ over the group's ranks of their send[i] for i < count, on every rank, summed
+    /// in rank order (so every rank holds the same bits). f32 activations; send may be receive.
+    func allReduceSum(_ send: Tensor, into receive: Tensor, count: Int) throws
+    /// Every rank's shard (rows, columns) side by side, on every rank: full (rows, N·columns) with
+    /// rank r's shard in columns r·columns..<(r+1)·columns (e.g. logits split by vocabulary).
+    func allGatherColumns(_ shard: Tensor, into full: Tensor, rows: Int, columns: Int) throws
 }
 
 /// The ops that read a weight matrix, as `ComputeBackend.supports` asks about them: the dtype is
@@ -239,4 +253,13 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
         case .device(let what): return "device error: \(what)"
         }
     }
+}
+
+/// The ranks of a tensor-parallel group, as the model that drives them sees it: when one rank's
+/// step fails, `abort` makes the others' collectives throw instead of waiting forever, and
+/// `reset` readies the group for the next step once every rank has returned.
+public protocol CollectiveGroup: AnyObject, Sendable {
+    var size: Int { get }
+    func abort(_ reason: String)
+    func reset()
 }

@@ -129,6 +129,22 @@ do {
             failures += count - passed
             total += count
         }
+        say("\n== tiny fixture models through NCCL with a communicator of one (tensor-parallel path, 1 GPU)")
+        do {
+            let group = try NCCLGroup(ordinals: [ordinal])
+            say("  NCCL \(group.nccl.version.map(String.init) ?? "?") loaded from \(group.nccl.library.path)")
+            var invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) {
+                try CUDABackend(ordinal: ordinal, parallel: (group, 0))
+            }
+            invariants.groupOfOne = true
+            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
+            failures += count - passed
+            total += count
+        } catch {
+            say("  FAIL NCCL group of one: \(error)")
+            failures += 1
+            total += 1
+        }
         say("\n== decode steps replayed from CUDA graphs vs launched op by op")
         let graphs = checkStepGraphs(directory: URL(fileURLWithPath: dir), ordinal: ordinal, say: say)
         failures += graphs.total - graphs.passed

@@ -59,16 +59,32 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customLong("lora-scale")], help: "With --lora: W' = W + scale·(B·A) (mistral-inference's 2.0).")
     var loraScale: Float = 2.0
 
+    @Option(name: [.customLong("tensor-parallel"), .customLong("tp")],
+            help: "Split the model over N ranks by tensor parallelism (on the CPU: N groups of threads).")
+    var tensorParallel: Int = 1
+
+    @Option(name: .customLong("gpus"), parsing: .next, help: "With CUDA: the GPUs to split the model over, e.g. 0,1 (default: --tensor-parallel GPUs from --device's). One GPU here runs through NCCL.",
+            transform: { list in
+                try list.split(separator: ",").map {
+                    guard let n = Int(String($0).filter { !$0.isWhitespace }), n >= 0 else { throw ValidationError("--gpus takes GPU ordinals like 0,1, got '\(list)'") }
+                    return n
+                }
+            })
+    var gpus: [Int]?
+
     @Flag(name: .customLong("no-prefix-caching"),
           help: "Compute every prompt in full instead of reusing the KV cache of earlier prompts' common prefixes.")
     var noPrefixCaching = false
 
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
-        RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
-                       maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
-                       gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
-                       loraPath: lora, loraScale: loraScale, prefixCaching: !noPrefixCaching)
+        var options = RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
+                                     maxBatchSize: maxBatchSize, maxBatchTokens: maxBatchTokens, device: deviceName,
+                                     gpuMemoryFraction: gpuMemoryFraction, threads: threads, quantization: quantize,
+                                     loraPath: lora, loraScale: loraScale, prefixCaching: !noPrefixCaching)
+        options.tensorParallel = tensorParallel
+        options.gpus = gpus
+        return options
     }
 }
 

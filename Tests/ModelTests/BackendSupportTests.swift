@@ -62,6 +62,13 @@ final class RefusingBackend: ComputeBackend, @unchecked Sendable {
     func gatherRows(_ x: CPUTensor, rows: CPUTensor, out: CPUTensor, count: Int, dim: Int) throws {
         try base.gatherRows(x, rows: rows, out: out, count: count, dim: dim)
     }
+    func zero(_ tensor: CPUTensor, count: Int) throws { try base.zero(tensor, count: count) }
+    func allReduceSum(_ send: CPUTensor, into receive: CPUTensor, count: Int) throws {
+        try base.allReduceSum(send, into: receive, count: count)
+    }
+    func allGatherColumns(_ shard: CPUTensor, into full: CPUTensor, rows: Int, columns: Int) throws {
+        try base.allGatherColumns(shard, into: full, rows: rows, columns: columns)
+    }
     func sample(logits: CPUTensor, parameters: CPUTensor, penaltyOffsets: CPUTensor, penalties: CPUTensor, out: CPUTensor,
                 rows: Int, vocabularySize: Int, logprobs: Int) throws {
         try base.sample(logits: logits, parameters: parameters, penaltyOffsets: penaltyOffsets, penalties: penalties, out: out,
