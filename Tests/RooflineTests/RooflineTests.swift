@@ -1,6 +1,6 @@
 import Testing
 import Checkpoints
-@testable import Roofline
+import Roofline
 
 @Suite struct RooflineTests {
     /// Every way `batch` tokens can each pick `topK` distinct experts of `experts`, equally
