@@ -12,6 +12,7 @@ extension BackendConformance {
             ("ropeAppendKV", { try $0.ropeAppendKVCase() }),
             ("appendKV+attention", { try $0.attentionCases() }),
             ("normedMoE", { try $0.normedMoECases() }),
+            ("fp8 weights", { try $0.fp8Cases() }),
             ("gatherRows", { try $0.gatherRowsCase() }),
             ("sample", { try $0.sampleCases() }),
         ]

@@ -30,5 +30,8 @@ extension CUDABackend {
 
 /// Weight dtypes the templated kernels are built for (constants: no Set built per op call).
 let weightDTypes: Set<DType> = [.bf16, .f16, .f32]
+/// Weight dtypes of the matrix ops (normedMatmul, matmulAdd, the MoE experts): the FP8 scheme's
+/// e4m3 with row scales besides (norms, embeddings and the router stay `weightDTypes`).
+let matrixDTypes: Set<DType> = [.bf16, .f16, .f32, .e4m3]
 let f32Only: Set<DType> = [.f32]
 let i32Only: Set<DType> = [.i32]

@@ -4,30 +4,40 @@ import Tensors
 
 /// Device memory: allocation, weight upload, host ↔ device copies.
 extension CUDABackend {
-    func allocate(dtype: DType, shape: [Int]) throws -> CUDATensor {
+    /// A tensor of `dtype` and `shape`, with room for `scaleCount` f32 row scales beside it (e4m3
+    /// weights; a second allocation, freed with the tensor).
+    func allocate(dtype: DType, shape: [Int], scaleCount: Int = 0) throws -> CUDATensor {
         let count = shape.reduce(1, *)
         guard count >= 0, shape.allSatisfy({ $0 >= 0 }) else { throw BackendError.shapeMismatch("negative dimension in \(shape)") }
         let bytes = count * dtype.byteSize
+        var p: CUdeviceptr = 0
         do {
-            let p = try device.allocate(bytes)
-            return CUDATensor(pointer: p, byteCount: bytes, dtype: dtype, shape: shape, device: device)
-        } catch let e as CUDADriverError where e.isOutOfMemory {
+            p = try device.allocate(bytes)
+            let scales: CUdeviceptr = try scaleCount > 0 ? device.allocate(scaleCount * 4) : 0
+            return CUDATensor(pointer: p, byteCount: bytes, dtype: dtype, shape: shape, device: device,
+                              rowScales: scales, scaleCount: scaleCount)
+        } catch {
+            if p != 0 { device.free(p) }
+            guard let e = error as? CUDADriverError, e.isOutOfMemory else { throw error }
             let info = (try? device.memoryInfo()).map { " (\($0.free >> 20) MiB free of \($0.total >> 20) MiB)" } ?? ""
-            throw BackendError.outOfMemory(requestedBytes: bytes, detail: "\(dtype.rawValue) \(shape) on \(device.name)\(info)")
+            throw BackendError.outOfMemory(requestedBytes: bytes + scaleCount * 4, detail: "\(dtype.rawValue) \(shape) on \(device.name)\(info)")
         }
     }
 
     /// Weight dtypes this backend's kernels read; anything else fails at load with a clear error.
+    /// e4m3 (the FP8 scheme) is read by the matrix ops only (`matrixDTypes`): an e4m3 norm,
+    /// embedding or router weight is refused by the op that gets it.
     func requireUploadable(_ dtype: DType) throws {
-        guard weightDTypes.contains(dtype) else {
-            throw BackendError.unsupported("\(dtype.rawValue) weights on CUDA (the fp8 kernels are not in this build); load with --device cpu")
+        guard matrixDTypes.contains(dtype) else {
+            throw BackendError.unsupported("\(dtype.rawValue) weights on CUDA")
         }
     }
 
     public func upload(_ weight: HostTensor) throws -> CUDATensor {
         try requireUploadable(weight.dtype)
-        let t = try allocate(dtype: weight.dtype, shape: weight.shape)
+        let t = try allocate(dtype: weight.dtype, shape: weight.shape, scaleCount: scaleRows([weight]))
         try uploader.copy(weight.data, to: t.pointer)
+        try copyRowScales([weight], to: t)
         return t
     }
 
@@ -37,11 +47,12 @@ extension CUDABackend {
         for (i, p) in parts.enumerated() where p.shape != first.shape || p.dtype != first.dtype {
             throw BackendError.shapeMismatch("stacked part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) \(first.shape)")
         }
-        let t = try allocate(dtype: first.dtype, shape: [parts.count] + first.shape)
+        let t = try allocate(dtype: first.dtype, shape: [parts.count] + first.shape, scaleCount: scaleRows(parts))
         let partBytes = first.data.count
         for (i, p) in parts.enumerated() {
             try uploader.copy(p.data, to: t.pointer + CUdeviceptr(i * partBytes))
         }
+        try copyRowScales(parts, to: t)   // (E, N): expert after expert
         return t
     }
 
@@ -53,12 +64,14 @@ extension CUDABackend {
         for (i, p) in parts.enumerated() where p.shape.count != 2 || p.shape[1] != first.shape[1] || p.dtype != first.dtype {
             throw BackendError.shapeMismatch("joined part \(i) is \(p.dtype.rawValue) \(p.shape), part 0 is \(first.dtype.rawValue) (_, \(first.shape[1]))")
         }
-        let t = try allocate(dtype: first.dtype, shape: [parts.reduce(0) { $0 + $1.shape[0] }, first.shape[1]])
+        let t = try allocate(dtype: first.dtype, shape: [parts.reduce(0) { $0 + $1.shape[0] }, first.shape[1]],
+                             scaleCount: scaleRows(parts))
         var offset = 0
         for p in parts {
             try uploader.copy(p.data, to: t.pointer + CUdeviceptr(offset))
             offset += p.data.count
         }
+        try copyRowScales(parts, to: t)   // ΣN: the joined rows' scales in the same order
         return t
     }
 

@@ -51,12 +51,14 @@ extension CUDABackend {
         let y = try scratch(.moeOut, bytes: pairs * dim * 4)
         let offsets = try scratch(.moeOffsets, bytes: (experts + 1) * 4)
         let sorted = try scratch(.moeSorted, bytes: pairs * 4)
-        if decodeKernels, pairs <= 16, experts <= 32, w1.dtype == .bf16, router.dtype == .bf16, norm.dtype == .bf16,
-           dim % 8 == 0, hidden % 8 == 0, 4 * dim * 4 <= 160 * 1024 {
+        let path = normedMoEPath(experts: w1.dtype, router: router.dtype, norm: norm.dtype, rows: rows, dim: dim,
+                                 hidden: hidden, experts: experts, topK: topK)
+        if path == .decode {
             // Bounds: moe_route_sort's one warp (P ≤ 32, E ≤ 32); the GEMV experts' P ≤ 16.
             let (grid, split) = gemvGrid(outputs: experts)
-            for first in stride(from: 0, to: rows, by: 4) {
-                let n = min(4, rows - first)
+            let chunk = KernelLimits.moeRouterGemvTokens
+            for first in stride(from: 0, to: rows, by: chunk) {
+                let n = min(chunk, rows - first)
                 let staged = try normStaging(.gemvNormEmit(n), rows: n, inDim: dim)
                 try launch(.gemvNormEmit(n), grid: grid, sharedBytes: staged, programmatic: true,
                            [.pointer(x.pointer + UInt64(first * dim * 4)), .pointer(router.pointer),
@@ -70,18 +72,16 @@ extension CUDABackend {
                        [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer), .pointer(offsets),
                         .pointer(sorted), .int32(Int32(rows)), .int32(Int32(experts)), .int32(Int32(topK))])
             let slots = min(experts, pairs)
-            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
-                       [.pointer(normed.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
+            try launchGemvGateUp(x: normed.pointer, w1: w1, w3: w3, offsets: offsets, sorted: sorted, h: h, dim: dim,
+                                 hidden: hidden, topK: topK, experts: experts, slots: slots)
             try launchGemvDown(h: h, w2: w2, offsets: offsets, sorted: sorted, y: y, dim: dim, hidden: hidden,
                                experts: experts, slots: slots)
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
                         accumulate: true)
             return
         }
-        let tensorPaths = w1.dtype == .bf16 && matmulPath == .cublasLt && blas != nil && device.computeCapability.major >= 8
-            && dim % 8 == 0 && hidden % 8 == 0
-        if norm.dtype == router.dtype, (dim + experts) * 4 <= 48 * 1024 {
+        let tensorPaths = moeTensorPaths(experts: w1.dtype, dim: dim, hidden: hidden)
+        if path == .normRoute {
             // Norm, router, routing and the bf16 operand in one launch (moe_norm_route_*); the f32
             // normed rows only where the SIMT experts will read them.
             let xb = try scratch(.moeInputBF16, bytes: rows * dim * 2)   // (T, D) bf16
@@ -123,24 +123,17 @@ extension CUDABackend {
                                 h: CUdeviceptr, y: CUdeviceptr, out: CUDATensor, accumulate: Bool,
                                 rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
         let pairs = rows * topK
-        let tensorPaths = w1.dtype == .bf16 && matmulPath == .cublasLt && device.computeCapability.major >= 8
-        let mmaFits = dim % MoEMMATile.dimMultiple == 0 && hidden % MoEMMATile.hiddenMultiple == 0
-        if tensorPaths, let blas, dim % 8 == 0, hidden % 8 == 0 {
-            let shape = MoEShape(tokens: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
-            switch cublasMoEPath(tokens: rows, mmaFits: mmaFits) {
-            case .dense:
-                try moeDense(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
-                             out: out, accumulate: accumulate, shape, blas: blas)
-                return
-            case .grouped:
-                try moeGrouped(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
-                               offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, blas: blas)
-                return
-            case .tensorCore, .automatic:
-                break
-            }
-        }
-        if tensorPaths, mmaFits {
+        let shape = MoEShape(tokens: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
+        switch groupedExpertsPath(experts: w1.dtype, rows: rows, dim: dim, hidden: hidden) {
+        case .dense:
+            guard let blas else { throw BackendError.device("MoE experts: cuBLASLt path chosen without cuBLASLt") }
+            try moeDense(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                         out: out, accumulate: accumulate, shape, blas: blas)
+        case .grouped:
+            guard let blas else { throw BackendError.device("MoE experts: cuBLASLt path chosen without cuBLASLt") }
+            try moeGrouped(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                           offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, blas: blas)
+        case .tensorCore:
             // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
             let xb = try xb ?? narrowed(x, count: rows * dim)   // (T, D) bf16
             let small = pairs <= 256
@@ -158,24 +151,30 @@ extension CUDABackend {
                           mTiles: downTiles)
             try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
                         accumulate: accumulate)
-            return
+        case .simt:
+            // e4m3: the tiles widen the codes; each output is multiplied by its row's scale.
+            let rowTiles = (pairs + 31) / 32
+            let e4m3 = w1.dtype == .e4m3
+            var gateUp: [KernelArgument] = [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets),
+                                            .pointer(sorted), .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)),
+                                            .int32(Int32(topK))]
+            if e4m3 { gateUp += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
+            try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts), gateUp)
+            var down: [KernelArgument] = [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                                          .int32(Int32(dim)), .int32(Int32(hidden))]
+            if e4m3 { down.append(.pointer(w2.rowScales)) }
+            try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts), down)
+            try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
+                        accumulate: accumulate)
         }
-        let rowTiles = (pairs + 31) / 32
-        try launch(.moeGateUp(w1.dtype), grid: ((hidden + 63) / 64, rowTiles, experts),
-                   [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                    .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK))])
-        try launch(.moeDown(w2.dtype), grid: ((dim + 63) / 64, rowTiles, experts),
-                   [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                    .int32(Int32(dim)), .int32(Int32(hidden))])
-        try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts,
-                    accumulate: accumulate)
     }
 
     /// Checks the stacked expert weights of a MoE op: w1, w3 (E, F, D), w2 (E, D, F), one dtype.
     private func requireExperts(w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, dim: Int, hidden: Int, experts: Int,
                                 _ op: String) throws {
-        for (w, name) in [(w1, "w1"), (w2, "w2"), (w3, "w3")] {
-            try require(w, experts * hidden * dim, weightDTypes, "\(op) \(name)")
+        for (w, name, rows) in [(w1, "w1", hidden), (w2, "w2", dim), (w3, "w3", hidden)] {
+            try require(w, experts * hidden * dim, matrixDTypes, "\(op) \(name)")
+            try requireRowScales(w, rows: experts * rows, "\(op) \(name)")   // (E, rows) stacked
         }
         guard w1.dtype == w2.dtype, w1.dtype == w3.dtype else {
             throw BackendError.shapeMismatch("\(op): w1/w2/w3 dtypes differ (\(w1.dtype), \(w2.dtype), \(w3.dtype))")
@@ -183,13 +182,29 @@ extension CUDABackend {
         guard experts <= 1024 else { throw BackendError.unsupported("\(op) with \(experts) > 1024 experts") }
     }
 
+    /// h[p] = silu(w1[e] · x[t]) · (w3[e] · x[t]) by the GEMV-style gate/up kernel: a warp per
+    /// hidden row, grid (ceil(F / 8), slots). e4m3 weights take the kernel that dequantises in
+    /// place, with the stacked (E, F) row scales.
+    private func launchGemvGateUp(x: CUdeviceptr, w1: CUDATensor, w3: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr,
+                                  h: CUdeviceptr, dim: Int, hidden: Int, topK: Int, experts: Int, slots: Int) throws {
+        let e4m3 = w1.dtype == .e4m3
+        var arguments: [KernelArgument] = [.pointer(x), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
+                                           .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)),
+                                           .int32(Int32(experts))]
+        if e4m3 { arguments += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
+        try launch(e4m3 ? .moeGemvGateUpE4M3 : .moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1), arguments)
+    }
+
     /// y[p] = w2[e] · h[p] by the GEMV-style down kernel: 4 rows of w2 per warp, grid
-    /// (ceil(D / 32), slots) with block row j serving the j-th touched expert.
+    /// (ceil(D / 32), slots) with block row j serving the j-th touched expert (e4m3: with the
+    /// (E, D) row scales).
     private func launchGemvDown(h: CUdeviceptr, w2: CUDATensor, offsets: CUdeviceptr, sorted: CUdeviceptr, y: CUdeviceptr,
                                 dim: Int, hidden: Int, experts: Int, slots: Int) throws {
-        try launch(.moeGemvDown, grid: ((dim + 31) / 32, slots, 1),
-                   [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
-                    .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))])
+        let e4m3 = w2.dtype == .e4m3
+        var arguments: [KernelArgument] = [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
+                                           .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))]
+        if e4m3 { arguments.append(.pointer(w2.rowScales)) }
+        try launch(e4m3 ? .moeGemvDownE4M3 : .moeGemvDown, grid: ((dim + 31) / 32, slots, 1), arguments)
     }
 
     /// out[t] = Σ_k weights[t, k] · y[row(t, k)], the row as `moe_combine` documents: `rowOf`

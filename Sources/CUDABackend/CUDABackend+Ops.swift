@@ -36,19 +36,23 @@ extension CUDABackend {
         try require(x, rows * inDim, f32Only, "normedMatmul x")
         try require(norm, inDim, weightDTypes, "normedMatmul norm")
         try require(out, rows * outDim, f32Only, "normedMatmul out")
-        try require(weight, weightRows * inDim, weightDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
+        try require(weight, weightRows * inDim, matrixDTypes, "normedMatmul weight (\(weightRows), \(inDim))")
+        try requireRowScales(weight, rows: weightRows, "normedMatmul weight")
         guard rows > 0, outDim > 0 else { return }
-        if weight.dtype == .bf16, norm.dtype == .bf16, rows <= 4, inDim % 8 == 0, rows * inDim * 4 <= 160 * 1024, decodeKernels {
-            let kernel: Kernel = gated ? .gemvNormSwiGLU(rows) : .gemvNorm(rows)
+        switch normedMatmulPath(weight: weight.dtype, norm: norm.dtype, rows: rows, inDim: inDim) {
+        case .gemv:
+            let e4m3 = weight.dtype == .e4m3
+            let kernel: Kernel = gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
+                : (e4m3 ? .gemvNormE4M3(rows) : .gemvNorm(rows))
             let staged = try normStaging(kernel, rows: rows, inDim: inDim)
             let (grid, split) = gemvGrid(outputs: outDim)
-            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true,
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
-                        .pointer(norm.pointer), .float(eps)])
-            return
-        }
-        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                                               .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
+                                               .pointer(norm.pointer), .float(eps)]
+            if e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true, arguments)
+        case .normToBF16ThenBLAS:
+            guard let blas else { throw BackendError.device("normedMatmul: cuBLASLt path chosen without cuBLASLt") }
             // Larger steps through cuBLASLt: the norm writes its bf16 operand directly (one narrow
             // pass instead of an f32 write, a read and a convert).
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
@@ -66,13 +70,22 @@ extension CUDABackend {
                               workspace: workspace, stream: stream)
             try launch(.swigluSplit, grid: gridFor(rows * outDim),
                        [.pointer(both), .pointer(out.pointer), .int32(Int32(rows)), .int32(Int32(outDim))])
-            return
+        case .normThenProduct:
+            // The norm into a scratch activation, then the product.
+            let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
+                               dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
+            try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
+            try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
         }
-        // Otherwise: the norm into a scratch activation, then the product.
-        let h = CUDATensor(pointer: try scratch(.normed, bytes: rows * inDim * 4), byteCount: rows * inDim * 4,
-                           dtype: .f32, shape: [rows, inDim], device: device, ownsMemory: false)
-        try rmsNorm(x, weight: norm, eps: eps, out: h, rows: rows, dim: inDim)
-        try product(h, weight, out, rows: rows, inDim: inDim, outputs: outDim, gated ? .swiGLU : .store)
+    }
+
+    /// Throws unless an e4m3 weight carries a scale for each of its first `rows` rows (the
+    /// kernels read them unchecked); nothing to check for other dtypes.
+    func requireRowScales(_ weight: CUDATensor, rows: Int, _ what: String) throws {
+        guard weight.dtype == .e4m3 else { return }
+        guard weight.rowScales != 0, weight.scaleCount >= rows else {
+            throw BackendError.shapeMismatch("\(what): e4m3 weight \(weight.shape) has \(weight.scaleCount) row scales, op needs \(rows)")
+        }
     }
 
     /// Dynamic shared memory of a normed GEMV (gemv.cu stages x ⊙ norm, (rows, inDim) f32),
@@ -101,7 +114,8 @@ extension CUDABackend {
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmulAdd x")
         try require(out, rows * outDim, f32Only, "matmulAdd out")
-        try require(weight, outDim * inDim, weightDTypes, "matmulAdd weight")
+        try require(weight, outDim * inDim, matrixDTypes, "matmulAdd weight")
+        try requireRowScales(weight, rows: outDim, "matmulAdd weight")
         try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .accumulate)
     }
 
@@ -115,15 +129,18 @@ extension CUDABackend {
                  outputs: Int, _ mode: ProductMode) throws {
         guard rows > 0, outputs > 0 else { return }
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
-        if weight.dtype == .bf16, rows <= 4, inDim % 8 == 0, decodeKernels, mode != .swiGLU {
+        if productPath(weight: weight.dtype, rows: rows, inDim: inDim, mode: mode) == .gemv {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let (grid, split) = gemvGrid(outputs: outputs)
-            try launch(mode == .store ? .gemv(rows) : .gemvAdd(rows), grid: grid, programmatic: true,
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
-                        .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))])
+            let e4m3 = weight.dtype == .e4m3
+            let kernel: Kernel = mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
+                                               .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))]
+            if e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(kernel, grid: grid, programmatic: true, arguments)
             return
         }
-        let blasPath = weight.dtype == .bf16 && matmulPath == .cublasLt && blas != nil
+        let blasPath = generalProductPath(weight: weight.dtype) == .cublasLt
         switch mode {
         case .store:
             try generalProduct(x, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
@@ -145,18 +162,22 @@ extension CUDABackend {
     /// only stores; `accumulate` needs the cuBLASLt path).
     private func generalProduct(_ x: CUDATensor, _ weight: CUDATensor, into out: CUdeviceptr, rows: Int, inDim: Int,
                                 outDim: Int, accumulate: Bool) throws {
-        if weight.dtype == .bf16, matmulPath == .cublasLt, let blas {
+        switch generalProductPath(weight: weight.dtype) {
+        case .cublasLt:
+            guard let blas else { throw BackendError.device("product: cuBLASLt path chosen without cuBLASLt") }
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)
             try launch(.convertToBF16, grid: gridFor(rows * inDim),
                        [.pointer(x.pointer), .pointer(xb), .int64(Int64(rows * inDim))])
             let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
             try blas.multiply(x: xb, weight: weight.pointer, out: out, rows: rows, inDim: inDim, outDim: outDim,
                               accumulate: accumulate, workspace: workspace, stream: stream)
-        } else {
+        case .simt:
             precondition(!accumulate, "the SIMT product only stores")
-            try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1),
-                       [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
-                        .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))])
+            // e4m3: the tile kernel widens the codes and multiplies each output by its row scale.
+            var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out),
+                                               .int32(Int32(rows)), .int32(Int32(inDim)), .int32(Int32(outDim))]
+            if weight.dtype == .e4m3 { arguments.append(.pointer(weight.rowScales)) }
+            try launch(.matmul(weight.dtype), grid: ((outDim + 63) / 64, (rows + 31) / 32, 1), arguments)
         }
     }
 

@@ -49,17 +49,13 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     public var gpuCount: Int { 1 }
 
     /// The weight dtypes each op has kernels for: the templated kernels (bf16, f16, f32) for
-    /// every op; the bf16-only fast paths (GEMV, cuBLASLt, tensor-core MoE) fall back to them for
-    /// f16/f32 inside the op. A new weight dtype is a row here once its kernels exist.
+    /// every op, and e4m3 with row scales for the matrix ops (`matrixDTypes`; the FP8 scheme keeps
+    /// embeddings bf16). Which kernel runs is `KernelSelection`'s; a new weight dtype is a row
+    /// here once its kernels exist.
     public func supports(_ op: WeightOp, weights: DType) -> Bool {
-        switch (op, weights) {
-        case (.embed, .bf16), (.embed, .f16), (.embed, .f32),
-             (.normedMatmul, .bf16), (.normedMatmul, .f16), (.normedMatmul, .f32),
-             (.matmulAdd, .bf16), (.matmulAdd, .f16), (.matmulAdd, .f32),
-             (.normedMoE, .bf16), (.normedMoE, .f16), (.normedMoE, .f32):
-            return true
-        default:
-            return false
+        switch op {
+        case .embed: return weightDTypes.contains(weights)
+        case .normedMatmul, .matmulAdd, .normedMoE: return matrixDTypes.contains(weights)
         }
     }
 

@@ -46,6 +46,10 @@ enum Kernel: Hashable, Sendable {
     /// `gemvNorm` that also writes the normed rows (the MoE router), and routing + counting sort
     /// in one single-warp launch for decode steps (moe.cu).
     case gemvNormEmit(Int), moeRouteSort
+    /// The decode GEMVs and MoE GEMV experts for e4m3 weights (gemv.cu): the same products
+    /// reading 8 codes a lane per load, each dot multiplied by its row's scale. (The SIMT
+    /// fallbacks take `.e4m3` as their DType: `matmul(.e4m3)`, `moeGateUp(.e4m3)`, `moeDown(.e4m3)`.)
+    case gemvE4M3(Int), gemvAddE4M3(Int), gemvNormE4M3(Int), gemvNormSwiGLUE4M3(Int), moeGemvGateUpE4M3, moeGemvDownE4M3
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
@@ -68,6 +72,7 @@ enum Kernel: Hashable, Sendable {
         case .attentionDecode, .attentionDecodeMerge: return .attentionDecode
         case .attentionPrefill: return .attentionPrefill
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
+        case .gemvE4M3, .gemvAddE4M3, .gemvNormE4M3, .gemvNormSwiGLUE4M3, .moeGemvGateUpE4M3, .moeGemvDownE4M3: return .gemv
         case .sampleRows: return .sampling
         }
     }
@@ -100,6 +105,12 @@ enum Kernel: Hashable, Sendable {
         case .moeGemvGateUp: return "moe_gemv_gate_up_bf16"
         case .moeGemvDown: return "moe_gemv_down_bf16"
         case .gemvNormEmit(let rows): return "gemv_norm_emit_bf16_r\(rows)"
+        case .gemvE4M3(let rows): return "gemv_e4m3_r\(rows)"
+        case .gemvAddE4M3(let rows): return "gemv_add_e4m3_r\(rows)"
+        case .gemvNormE4M3(let rows): return "gemv_norm_e4m3_r\(rows)"
+        case .gemvNormSwiGLUE4M3(let rows): return "gemv_norm_swiglu_e4m3_r\(rows)"
+        case .moeGemvGateUpE4M3: return "moe_gemv_gate_up_e4m3"
+        case .moeGemvDownE4M3: return "moe_gemv_down_e4m3"
         case .moeRouteSort: return "moe_route_sort"
         case .attentionMerge: return "attention_merge"
         case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
@@ -122,6 +133,9 @@ enum Kernel: Hashable, Sendable {
         for d in [64, 128] { for q in [1, 2, 4, 8] { list.append(.attentionDecode(headDim: d, group: q)) } }
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t), .moeNormRoute(t)] }
+        // e4m3 (the FP8 scheme): the matrix kernels only; norms, embeddings and the router stay bf16.
+        for r in 1...4 { list += [.gemvE4M3(r), .gemvAddE4M3(r), .gemvNormE4M3(r), .gemvNormSwiGLUE4M3(r)] }
+        list += [.moeGemvGateUpE4M3, .moeGemvDownE4M3, .matmul(.e4m3), .moeGateUp(.e4m3), .moeDown(.e4m3)]
         return list
     }
 }

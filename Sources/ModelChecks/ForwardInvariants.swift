@@ -22,11 +22,12 @@ public struct TinyModelFixture: Sendable {
 
     public static let names = ["dense", "moe", "mqa"]
 
-    /// The fixture `name` under `fixtures` (the folder holding dense/, moe/, mqa/, …).
-    public init(_ name: String, in fixtures: URL) throws {
+    /// The fixture `name` under `fixtures` (the folder holding dense/, moe/, mqa/, …), with the
+    /// reference outputs of `referenceFile` (reference_fp8.json: the FP8 scheme's numpy forward).
+    public init(_ name: String, in fixtures: URL, referenceFile: String = "reference.json") throws {
         self.name = name
         directory = fixtures.appendingPathComponent(name)
-        reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: directory.appendingPathComponent("reference.json")))
+        reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: directory.appendingPathComponent(referenceFile)))
     }
 
     public func checkpoint() throws -> MistralCheckpoint { try MistralCheckpoint.load(directory: directory) }
@@ -73,6 +74,9 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
     /// Runs the model as the one rank of a tensor-parallel group of one (through the backend's
     /// collectives, e.g. NCCL on one GPU) instead of without a group.
     public var groupOfOne = false
+    /// Quantizes the weights to the FP8 scheme while loading (`FP8QuantizingSource`); pair with
+    /// the fixture's reference_fp8.json.
+    public var fp8 = false
 
     public init(tolerances: Tolerances, makeBackend: @escaping () throws -> Backend) {
         self.tolerances = tolerances
@@ -91,14 +95,17 @@ public struct ForwardInvariants<Backend: ComputeBackend> {
     /// Every check on `fixture`; a check that throws is a failed result carrying the error.
     public func check(_ fixture: TinyModelFixture) -> [ForwardCheckResult] {
         var results: [ForwardCheckResult] = []
-        let name = fixture.name
+        let name = fp8 ? "\(fixture.name) fp8" : fixture.name
         func record(_ check: String, _ ok: Bool, _ detail: String) {
             results.append(ForwardCheckResult(name: "\(name) \(check)", passed: ok, detail: detail))
         }
         func errorText(_ err: Double, _ tol: Double) -> String { "err \(format(err)) (tol \(format(tol)))" }
         let ref = fixture.reference
         let m: Transformer<Backend>
-        do { m = try model(try fixture.checkpoint()) } catch {
+        do {
+            let checkpoint = try fixture.checkpoint()
+            m = try model(fp8 ? FP8QuantizingSource(checkpoint) : checkpoint)
+        } catch {
             record("load", false, "\(error)")
             return results
         }

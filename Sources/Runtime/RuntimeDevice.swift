@@ -15,6 +15,9 @@ public struct RuntimeDevice: Sendable {
     public let measureGEMMRate: @Sendable () throws -> Double?
     /// Bytes of one cached K or V element (the backend's).
     public let kvBytesPerElement: Int
+    /// Device memory (free, total) in bytes now; nil on the CPU (host memory is not the limit
+    /// the KV pool is sized by there).
+    public let memoryInfo: @Sendable () throws -> (free: Int, total: Int)?
     /// Seconds per call of the `sample` op alone (rows, vocabulary size, parameters, logprobs).
     public let timeSampling: @Sendable (_ rows: Int, _ vocabularySize: Int, _ row: RowSampling, _ logprobs: Int) throws -> Double
 
@@ -37,6 +40,7 @@ public struct RuntimeDevice: Sendable {
                 measureBandwidth: { try CPUMemoryBandwidth.measure(backend: backend) },
                 measureGEMMRate: { nil },
                 kvBytesPerElement: backend.kvElementBytes,
+                memoryInfo: { nil },
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         case .cuda(let ordinal):
             let ordinals = options.gpus ?? Array(ordinal..<(ordinal + max(1, options.tensorParallel)))
@@ -56,6 +60,7 @@ public struct RuntimeDevice: Sendable {
                 measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
                 measureGEMMRate: { try backend.measureGEMMRate() },
                 kvBytesPerElement: backend.kvElementBytes,
+                memoryInfo: { try backend.memoryInfo() },
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
         }
     }
@@ -74,6 +79,7 @@ public struct RuntimeDevice: Sendable {
             measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
             measureGEMMRate: { try backend.measureGEMMRate() },
             kvBytesPerElement: backend.kvElementBytes,
+            memoryInfo: { try backend.memoryInfo() },   // rank 0's GPU
             timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
     }
 }

@@ -14,7 +14,8 @@ func runModelChecks<Backend: ComputeBackend>(_ invariants: ForwardInvariants<Bac
     var passed = 0, total = 0
     for name in names {
         let results: [ForwardCheckResult]
-        do { results = invariants.check(try TinyModelFixture(name, in: directory)) } catch {
+        let referenceFile = invariants.fp8 ? "reference_fp8.json" : "reference.json"
+        do { results = invariants.check(try TinyModelFixture(name, in: directory, referenceFile: referenceFile)) } catch {
             results = [ForwardCheckResult(name: name, passed: false, detail: "\(error)")]
         }
         for r in results {
@@ -31,9 +32,11 @@ func runModelChecks<Backend: ComputeBackend>(_ invariants: ForwardInvariants<Bac
 /// experts of 14336, 32 heads / 8 KV heads).
 func compareRandomModel<T: ComputeBackend, R: ComputeBackend>(
     _ label: String, config: ModelConfig, test: T, reference: R, promptLength: Int, tolerance: Double,
-    say: (String) -> Void) -> Bool {
+    fp8: Bool = false, say: (String) -> Void) -> Bool {
     do {
-        let source = try RandomWeights(config: config, seed: 11)
+        let random = try RandomWeights(config: config, seed: 11)
+        // fp8: both backends get the same e4m3 weights, quantized per tensor while loading.
+        let source: any WeightSource = fp8 ? FP8QuantizingSource(random) : random
         func logits<B: ComputeBackend>(_ backend: B) throws -> [Float] {
             let weights = try TransformerWeights(source: source, backend: backend)
             let model = try Transformer(backend: backend, weights: weights, config: config, maxBatchTokens: promptLength,

@@ -23,8 +23,12 @@ let seed = option("--seed").flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64
 
 // Local dry run of the model checks on the CPU (validates this program where there is no GPU).
 if let dir = option("--cpu-model-check") {
-    let invariants = ForwardInvariants(tolerances: .init(reference: 1e-4, batched: 1e-5, cached: 1e-5)) { CPUBackend() }
-    let (passed, total) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
+    var invariants = ForwardInvariants(tolerances: .init(reference: 1e-4, batched: 1e-5, cached: 1e-5)) { CPUBackend() }
+    var (passed, total) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names + ["moe-hf-fp8"], say: say)
+    invariants.fp8 = true
+    let (fp8Passed, fp8Total) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
+    passed += fp8Passed
+    total += fp8Total
     say("\(passed)/\(total) model checks passed on the CPU")
     exit(passed == total ? 0 : 1)
 }
@@ -129,6 +133,20 @@ do {
             failures += count - passed
             total += count
         }
+        // The FP8 scheme end to end: the same models quantized while loading, against numpy's
+        // simulation of the scheme; and the native FP8 (compressed-tensors) fixture as stored.
+        for (path, decode) in configurations {
+            say("\n== tiny fixture models with fp8 (e4m3) weights on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
+            var invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) { () throws -> CUDABackend in
+                let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b
+            }
+            invariants.fp8 = true
+            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
+            invariants.fp8 = false
+            let (hfPassed, hfCount) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: ["moe-hf-fp8"], say: say)
+            failures += count - passed + hfCount - hfPassed
+            total += count + hfCount
+        }
         say("\n== tiny fixture models through NCCL with a communicator of one (tensor-parallel path, 1 GPU)")
         do {
             let group = try NCCLGroup(ordinals: [ordinal])
@@ -164,6 +182,15 @@ do {
                 say(String(format: "    weight upload: %.2f GB in %.2f s = %.2f GB/s (host RAM → GPU, incl. random generation)",
                            Double(up.bytesUploaded) / 1e9, up.seconds, up.gigabytesPerSecond))
             }
+            failures += ok ? 0 : 1
+            total += 1
+        }
+        // FP8 at real shapes (the CPU reference's e4m3 path is slow: minutes, so on request only).
+        for (label, config) in [("Mistral-7B shapes, 2 layers, fp8", mistral), ("Mixtral-8x7B shapes, 1 layer, fp8", mixtral)]
+        where arguments.contains("--fp8-real-shapes") {
+            let gpu = try CUDABackend(ordinal: ordinal)
+            let ok = compareRandomModel(label, config: config, test: gpu, reference: cpu, promptLength: 24, tolerance: 2e-2,
+                                        fp8: true, say: say)
             failures += ok ? 0 : 1
             total += 1
         }

@@ -104,6 +104,14 @@ struct Bench: AsyncParsableCommand {
                   + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
             let format = options.runtime.quantization?.rawValue ?? "bf16"
             print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(Roofline.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
+            if let mem = try device.memoryInfo() {
+                // After the weights and the KV pool are in place: what the pool got, and what is left.
+                let kvTokens = lm.kvBlocks.blockCount * lm.kvBlocks.blockSize
+                let perToken = 2 * config.nLayers * config.nKVHeads * config.headDim * device.kvBytesPerElement
+                print(String(format: "device memory after loading: %.2f GiB free of %.2f GiB; KV pool %d tokens (%.2f GiB)",
+                             Double(mem.free) / Double(1 << 30), Double(mem.total) / Double(1 << 30), kvTokens,
+                             Double(kvTokens * perToken) / Double(1 << 30)))
+            }
         }
         for b in batches {
             let row = try measure(lm, config: config, batch: b, bandwidth: bandwidth, gemmRate: gemmRate, fullLayers: fullLayers,

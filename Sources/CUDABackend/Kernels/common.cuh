@@ -32,6 +32,33 @@ struct WF32  { typedef float T;  static __device__ __forceinline__ float load(co
 // Emits `M(suffix, Loader)` for every weight dtype: kernels are exported as name_bf16 etc.
 #define FOR_EACH_WEIGHT_TYPE(M) M(bf16, WBF16) M(f16, WF16) M(f32, WF32)
 
+// FP8 e4m3 ("e4m3fn": bias 7, no infinities, 0x7f / 0xff NaN) weights, one f32 scale per output
+// row applied by each kernel to the finished dot product (the effective weight is value × scale,
+// docs/fp8.md). The widening must equal the CPU's table (Tensors.FP8E4M3) for all 256 codes:
+// the 7 magnitude bits placed at f32 bits 20…26 are a float of exponent e and mantissa m (a
+// subnormal when e = 0, kept as such: NVRTC compiles without flush-to-zero), and 2¹²⁰ moves the
+// exponent bias from 127 to 7 exactly, subnormal codes m · 2⁻⁹ included; the NaN codes would
+// come out as ±480 and are selected out (the table's NaN is the positive quiet one).
+typedef unsigned char e4m3_t;
+
+__device__ __forceinline__ float e4m3_to_f32(unsigned code) {
+    const unsigned mag = code & 0x7fu;
+    const float v = __uint_as_float(((code & 0x80u) << 24) | (mag << 20)) * 0x1p120f;
+    return mag == 0x7fu ? __uint_as_float(0x7fc00000u) : v;
+}
+
+// The element value only; the row scale is the kernel's business (it needs the row).
+struct WE4M3 { typedef e4m3_t T; static __device__ __forceinline__ float load(const T* p, long long i) { return e4m3_to_f32(p[i]); } };
+
+// 8 e4m3 codes in a uint2 (lowest byte first) → 8 floats, unscaled.
+__device__ __forceinline__ void unpack8_e4m3(uint2 v, float* f) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        f[i] = e4m3_to_f32((v.x >> (8 * i)) & 0xffu);
+        f[4 + i] = e4m3_to_f32((v.y >> (8 * i)) & 0xffu);
+    }
+}
+
 // 8 bf16 in a uint4 → 8 floats.
 __device__ __forceinline__ void unpack8(uint4 v, float* f) {
     f[0] = __uint_as_float(v.x << 16); f[1] = __uint_as_float(v.x & 0xffff0000u);

@@ -36,20 +36,36 @@ __device__ __forceinline__ void scale8(float* f, const bf16_t* g, int c) {
     for (int i = 0; i < 8; ++i) f[i] *= gf[i];
 }
 
+// How a GEMV reads its weight rows: chunks of 8 elements (bf16: 16 bytes; e4m3: 8 bytes), widened
+// to f32. SCALED: the weight has one f32 scale per row, applied once to the row's finished dot.
+struct GemvBF16 {
+    typedef bf16_t T;
+    typedef uint4 Chunk;
+    static constexpr bool SCALED = false;
+    static __device__ __forceinline__ void unpack(Chunk v, float* f) { unpack8(v, f); }
+};
+struct GemvE4M3 {
+    typedef e4m3_t T;
+    typedef uint2 Chunk;
+    static constexpr bool SCALED = true;
+    static __device__ __forceinline__ void unpack(Chunk v, float* f) { unpack8_e4m3(v, f); }
+};
+
 // acc[r] += Σ_k x_r[k] * w[k] over chunks first, first + stride, … of one weight row (length K,
-// 16-byte chunks of 8 bf16); four independent loads in flight per lane.
+// chunks of 8 elements, `WC`); four independent loads in flight per lane.
 // NORM: the products use x ⊙ g (g = RMSNorm weight) and, with SS, ss[r] += Σ x_r[k]² over the
 // same chunks — the caller applies 1/rms at the end, so the normed x is never stored.
-template <int R, bool NORM = false, bool SS = false>
-__device__ __forceinline__ void row_dot_strided(const bf16_t* w, const float* const* xs, int K, int first, int stride,
+template <int R, bool NORM = false, bool SS = false, class WC = GemvBF16>
+__device__ __forceinline__ void row_dot_strided(const typename WC::T* w, const float* const* xs, int K, int first, int stride,
                                                 float (&acc)[R], const bf16_t* g = nullptr, float* ss = nullptr) {
-    const uint4* w4 = reinterpret_cast<const uint4*>(w);
+    typedef typename WC::Chunk Chunk;
+    const Chunk* w4 = reinterpret_cast<const Chunk*>(w);
     const int chunks = K / 8;
     int c = first;
     for (; c + 3 * stride < chunks; c += 4 * stride) {
-        uint4 v0 = __ldg(w4 + c), v1 = __ldg(w4 + c + stride), v2 = __ldg(w4 + c + 2 * stride), v3 = __ldg(w4 + c + 3 * stride);
+        Chunk v0 = __ldg(w4 + c), v1 = __ldg(w4 + c + stride), v2 = __ldg(w4 + c + 2 * stride), v3 = __ldg(w4 + c + 3 * stride);
         float f0[8], f1[8], f2[8], f3[8];
-        unpack8(v0, f0); unpack8(v1, f1); unpack8(v2, f2); unpack8(v3, f3);
+        WC::unpack(v0, f0); WC::unpack(v1, f1); WC::unpack(v2, f2); WC::unpack(v3, f3);
         if (NORM) {
             scale8(f0, g, c); scale8(f1, g, c + stride); scale8(f2, g, c + 2 * stride); scale8(f3, g, c + 3 * stride);
         }
@@ -62,7 +78,7 @@ __device__ __forceinline__ void row_dot_strided(const bf16_t* w, const float* co
     }
     for (; c < chunks; c += stride) {
         float f[8];
-        unpack8(__ldg(w4 + c), f);
+        WC::unpack(__ldg(w4 + c), f);
         if (NORM) scale8(f, g, c);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
@@ -105,9 +121,12 @@ __device__ __forceinline__ void gemv_prologue() {
 // EMIT (with NORM): block 0 also writes the normed rows, normed (R, K) = rmsNorm(x; g, eps), for a
 // consumer that needs them whole (the MoE router: the experts then read them instead of
 // normalising again).
-template <int R, int MODE, bool NORM, bool EMIT = false>
-__device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, int N, int split,
-                          const bf16_t* g = nullptr, float eps = 0.0f, float* normed = nullptr) {
+// WC: the weight's codec (GemvBF16, GemvE4M3); a scaled one multiplies each finished dot by its
+// row's scale from `wscale` (N) — for SWIGLU (2N): gate row n by wscale[n], up row by wscale[N + n].
+template <int R, int MODE, bool NORM, bool EMIT = false, class WC = GemvBF16>
+__device__ void gemv_impl(const float* x, const typename WC::T* w, float* out, int K, int N, int split,
+                          const bf16_t* g = nullptr, float eps = 0.0f, float* normed = nullptr,
+                          const float* wscale = nullptr) {
     constexpr int P = MODE == SWIGLU ? 2 : 1;   // products per output: gate and up for SWIGLU
     __shared__ float partial[8][P * R];
     extern __shared__ float4 staged[];          // NORM: (R, K / 4) of x ⊙ g
@@ -145,13 +164,13 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
         float a[R];
 #pragma unroll
         for (int r = 0; r < R; ++r) a[r] = 0.0f;
-        row_dot_strided<R>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a);
+        row_dot_strided<R, false, false, WC>(w + (long long)n * K, xs, K, part * 32 + lane, 32 * split, a);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r] = a[r];
         if (MODE == SWIGLU) {
 #pragma unroll
             for (int r = 0; r < R; ++r) a[r] = 0.0f;
-            row_dot_strided<R>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a);
+            row_dot_strided<R, false, false, WC>(w + (long long)(N + n) * K, xs, K, part * 32 + lane, 32 * split, a);
 #pragma unroll
             for (int r = 0; r < R; ++r) acc[R + r] = a[r];
         }
@@ -172,6 +191,10 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
         }
         s *= scale;
         u *= scale;
+        if (WC::SCALED) {
+            s *= wscale[n];
+            if (MODE == SWIGLU) u *= wscale[N + n];
+        }
         float* o = out + (long long)lane * N + n;
         if (MODE == STORE) *o = s;
         else if (MODE == ACCUMULATE) *o += s;
@@ -212,6 +235,24 @@ __device__ void gemv_impl(const float* x, const bf16_t* w, float* out, int K, in
     { gemv_impl<R, STORE, true, true>(x, w, out, K, N, split, g, eps, normed); }
 GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
+// The same four products with e4m3 weights and their row scales `ws` (N; 2N for the SwiGLU pair,
+// as the rows are joined), dequantised in the kernel: 8-byte loads of 8 codes per lane, widened
+// to f32 (e4m3_to_f32), the dot accumulated in f32 and multiplied by the row's scale once.
+#define GEMV_E4M3(R) \
+    extern "C" __global__ void __launch_bounds__(256) gemv_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, int split, \
+                                                                     const float* ws) \
+    { gemv_impl<R, STORE, false, false, GemvE4M3>(x, w, out, K, N, split, nullptr, 0.0f, nullptr, ws); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_add_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, int split, \
+                                                                         const float* ws) \
+    { gemv_impl<R, ACCUMULATE, false, false, GemvE4M3>(x, w, out, K, N, split, nullptr, 0.0f, nullptr, ws); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_norm_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, int split, \
+                                                                          const bf16_t* g, float eps, const float* ws) \
+    { gemv_impl<R, STORE, true, false, GemvE4M3>(x, w, out, K, N, split, g, eps, nullptr, ws); } \
+    extern "C" __global__ void __launch_bounds__(256) gemv_norm_swiglu_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+                                                                                 int split, const bf16_t* g, float eps, const float* ws) \
+    { gemv_impl<R, SWIGLU, true, false, GemvE4M3>(x, w, out, K, N, split, g, eps, nullptr, ws); }
+GEMV_E4M3(1) GEMV_E4M3(2) GEMV_E4M3(3) GEMV_E4M3(4)
+
 // ---------------------------------------------------------------------------------------------
 // GEMV-style MoE experts for small batches (≤ 16 pairs at Mixtral shapes; the host picks).
 //
@@ -246,19 +287,57 @@ __device__ __forceinline__ void fma8(uint4 w, float4 a, float4 b, float& acc) {
     acc = fmaf(__uint_as_float(w.w << 16), b.z, acc); acc = fmaf(__uint_as_float(w.w & 0xffff0000u), b.w, acc);
 }
 
+// 8-byte streaming load of 8 e4m3 codes (as ld_weight16).
+__device__ __forceinline__ uint2 ld_weight8(const uint2* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750 && !defined(MOE_GEMV_LDG)
+    uint2 v;
+    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+#else
+    return __ldg(p);
+#endif
+}
+
+// acc += Σ_{i<8} w[i] * x[i] for 8 e4m3 codes (unscaled) and two float4 of activations, in
+// fma8's order.
+__device__ __forceinline__ void fma8_e4m3(uint2 w, float4 a, float4 b, float& acc) {
+    float f[8];
+    unpack8_e4m3(w, f);
+    acc = fmaf(f[0], a.x, acc); acc = fmaf(f[1], a.y, acc); acc = fmaf(f[2], a.z, acc); acc = fmaf(f[3], a.w, acc);
+    acc = fmaf(f[4], b.x, acc); acc = fmaf(f[5], b.y, acc); acc = fmaf(f[6], b.z, acc); acc = fmaf(f[7], b.w, acc);
+}
+
+// How the MoE GEMVs stream a weight row: 8 elements a chunk (bf16 16 bytes, e4m3 8 bytes).
+// SCALED: one f32 scale per weight row, multiplied into the row's finished dot.
+struct MoeWBF16 {
+    typedef bf16_t T;
+    typedef uint4 Chunk;
+    static constexpr bool SCALED = false;
+    static __device__ __forceinline__ Chunk load(const Chunk* p) { return ld_weight16(p); }
+    static __device__ __forceinline__ void fma(Chunk w, float4 a, float4 b, float& acc) { fma8(w, a, b, acc); }
+};
+struct MoeWE4M3 {
+    typedef e4m3_t T;
+    typedef uint2 Chunk;
+    static constexpr bool SCALED = true;
+    static __device__ __forceinline__ Chunk load(const Chunk* p) { return ld_weight8(p); }
+    static __device__ __forceinline__ void fma(Chunk w, float4 a, float4 b, float& acc) { fma8_e4m3(w, a, b, acc); }
+};
+
 // acc[q][r] += ws[q] · xs[r] (per-lane partial sums) for NR weight rows and R activation rows of
-// length K (K % 8 == 0, 16-byte aligned): lane l takes chunks l, l + 32, …, U per row in flight.
-template <int NR, int R, int U>
-__device__ __forceinline__ void rows_dot(const bf16_t* const (&ws)[NR], const float* const (&xs)[R], int K,
+// length K (K % 8 == 0, rows aligned to a chunk): lane l takes chunks l, l + 32, …, U per row in flight.
+template <int NR, int R, int U, class WC = MoeWBF16>
+__device__ __forceinline__ void rows_dot(const typename WC::T* const (&ws)[NR], const float* const (&xs)[R], int K,
                                          float (&acc)[NR][R]) {
+    typedef typename WC::Chunk Chunk;
     const int chunks = K / 8;
     int c = threadIdx.x & 31;
     for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
-        uint4 v[U][NR];
+        Chunk v[U][NR];
 #pragma unroll
         for (int i = 0; i < U; ++i)
 #pragma unroll
-            for (int q = 0; q < NR; ++q) v[i][q] = ld_weight16(reinterpret_cast<const uint4*>(ws[q]) + c + 32 * i);
+            for (int q = 0; q < NR; ++q) v[i][q] = WC::load(reinterpret_cast<const Chunk*>(ws[q]) + c + 32 * i);
 #pragma unroll
         for (int i = 0; i < U; ++i)
 #pragma unroll
@@ -266,19 +345,19 @@ __device__ __forceinline__ void rows_dot(const bf16_t* const (&ws)[NR], const fl
                 const float4* x4 = reinterpret_cast<const float4*>(xs[r]) + 2 * (c + 32 * i);
                 const float4 a = __ldg(x4), b = __ldg(x4 + 1);
 #pragma unroll
-                for (int q = 0; q < NR; ++q) fma8(v[i][q], a, b, acc[q][r]);
+                for (int q = 0; q < NR; ++q) WC::fma(v[i][q], a, b, acc[q][r]);
             }
     }
     for (; c < chunks; c += 32) {
-        uint4 v[NR];
+        Chunk v[NR];
 #pragma unroll
-        for (int q = 0; q < NR; ++q) v[q] = ld_weight16(reinterpret_cast<const uint4*>(ws[q]) + c);
+        for (int q = 0; q < NR; ++q) v[q] = WC::load(reinterpret_cast<const Chunk*>(ws[q]) + c);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const float4* x4 = reinterpret_cast<const float4*>(xs[r]) + 2 * c;
             const float4 a = __ldg(x4), b = __ldg(x4 + 1);
 #pragma unroll
-            for (int q = 0; q < NR; ++q) fma8(v[q], a, b, acc[q][r]);
+            for (int q = 0; q < NR; ++q) WC::fma(v[q], a, b, acc[q][r]);
         }
     }
 }
@@ -304,9 +383,11 @@ __device__ __forceinline__ int nth_active_expert(const int* offsets, int experts
 // One pass over R of expert rows' pairs (`pairs` = their slice of `sorted`): out[p, n + q] for
 // q < NR (rows past `rows` not written). SWIGLU_OUT: NR = 2 rows are (w1 n, w3 n) and
 // out[p, n] = silu(g) * u; else out[p, n + q] = the dot of row q. act rows: p / actDiv.
-template <int NR, int R, int U, bool SWIGLU_OUT>
-__device__ __forceinline__ void moe_gemv_pass(const float* act, int actDiv, const bf16_t* const (&ws)[NR],
-                                              const int* pairs, float* out, int K, int N, int n, int rows) {
+// WC scaled: sc[q] is weight row q's scale (unused otherwise).
+template <int NR, int R, int U, bool SWIGLU_OUT, class WC = MoeWBF16>
+__device__ __forceinline__ void moe_gemv_pass(const float* act, int actDiv, const typename WC::T* const (&ws)[NR],
+                                              const int* pairs, float* out, int K, int N, int n, int rows,
+                                              const float (&sc)[NR]) {
     int p[R];
     const float* xs[R];
 #pragma unroll
@@ -316,67 +397,79 @@ __device__ __forceinline__ void moe_gemv_pass(const float* act, int actDiv, cons
     for (int q = 0; q < NR; ++q)
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[q][r] = 0.0f;
-    rows_dot<NR, R, U>(ws, xs, K, acc);
+    rows_dot<NR, R, U, WC>(ws, xs, K, acc);
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         if (SWIGLU_OUT) {
-            const float g = warp_sum(acc[0][r]), u = warp_sum(acc[NR - 1][r]);
+            float g = warp_sum(acc[0][r]), u = warp_sum(acc[NR - 1][r]);
+            if (WC::SCALED) { g *= sc[0]; u *= sc[NR - 1]; }
             if (lane == 0) out[(long long)p[r] * N + n] = silu(g) * u;
         } else {
 #pragma unroll
             for (int q = 0; q < NR; ++q) {
-                const float s = warp_sum(acc[q][r]);
+                float s = warp_sum(acc[q][r]);
+                if (WC::SCALED) s *= sc[q];
                 if (lane == q && n + q < rows) out[(long long)p[r] * N + n + q] = s;
             }
         }
     }
 }
 
-template <int NR, int U, bool SWIGLU_OUT>
-__device__ __forceinline__ void moe_gemv_passes(const float* act, int actDiv, const bf16_t* const (&ws)[NR],
-                                                const int* pairs, int count, float* out, int K, int N, int n, int rows) {
+template <int NR, int U, bool SWIGLU_OUT, class WC = MoeWBF16>
+__device__ __forceinline__ void moe_gemv_passes(const float* act, int actDiv, const typename WC::T* const (&ws)[NR],
+                                                const int* pairs, int count, float* out, int K, int N, int n, int rows,
+                                                const float (&sc)[NR]) {
     for (int p0 = 0; p0 < count; p0 += 4) {
         switch (min(4, count - p0)) {
-        case 1: moe_gemv_pass<NR, 1, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
-        case 2: moe_gemv_pass<NR, 2, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
-        case 3: moe_gemv_pass<NR, 3, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
-        default: moe_gemv_pass<NR, 4, U, SWIGLU_OUT>(act, actDiv, ws, pairs + p0, out, K, N, n, rows); break;
+        case 1: moe_gemv_pass<NR, 1, U, SWIGLU_OUT, WC>(act, actDiv, ws, pairs + p0, out, K, N, n, rows, sc); break;
+        case 2: moe_gemv_pass<NR, 2, U, SWIGLU_OUT, WC>(act, actDiv, ws, pairs + p0, out, K, N, n, rows, sc); break;
+        case 3: moe_gemv_pass<NR, 3, U, SWIGLU_OUT, WC>(act, actDiv, ws, pairs + p0, out, K, N, n, rows, sc); break;
+        default: moe_gemv_pass<NR, 4, U, SWIGLU_OUT, WC>(act, actDiv, ws, pairs + p0, out, K, N, n, rows, sc); break;
         }
     }
 }
 
 // h[p, n] = silu(w1[e, n] · x[t]) * (w3[e, n] · x[t]) for expert e's pairs p = (t, k).
 // x (T, D); w1, w3 (E, F, D) bf16; h (P, F). A warp per n: grid (ceil(F / 8), min(E, P)).
-template <int U>
-__device__ __forceinline__ void moe_gemv_gate_up_impl(const float* x, const bf16_t* w1, const bf16_t* w3,
+// Scaled codecs (e4m3): s1, s3 (E, F) are the row scales of w1, w3.
+template <int U, class WC = MoeWBF16>
+__device__ __forceinline__ void moe_gemv_gate_up_impl(const float* x, const typename WC::T* w1, const typename WC::T* w3,
                                                       const int* offsets, const int* sorted, float* h,
-                                                      int dim, int hidden, int topK, int experts) {
+                                                      int dim, int hidden, int topK, int experts,
+                                                      const float* s1 = nullptr, const float* s3 = nullptr) {
     const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
     if (n >= hidden) return;
     const int e = nth_active_expert(offsets, experts, blockIdx.y);
     if (e < 0) return;
     const int base = offsets[e], count = offsets[e + 1] - base;
     const long long row = ((long long)e * hidden + n) * dim;
-    const bf16_t* const ws[2] = {w1 + row, w3 + row};
-    moe_gemv_passes<2, U, true>(x, topK, ws, sorted + base, count, h, dim, hidden, n, hidden);
+    const typename WC::T* const ws[2] = {w1 + row, w3 + row};
+    float sc[2] = {1.0f, 1.0f};
+    if (WC::SCALED) { sc[0] = s1[(long long)e * hidden + n]; sc[1] = s3[(long long)e * hidden + n]; }
+    moe_gemv_passes<2, U, true, WC>(x, topK, ws, sorted + base, count, h, dim, hidden, n, hidden, sc);
 }
 
 // y[p, n] = w2[e, n] · h[p] for expert e's pairs. h (P, F); w2 (E, D, F) bf16; y (P, D).
 // NR rows per warp: grid (ceil(D / (8 NR)), min(E, P)).
-template <int NR, int U>
-__device__ __forceinline__ void moe_gemv_down_impl(const float* h, const bf16_t* w2, const int* offsets, const int* sorted,
-                                                   float* y, int dim, int hidden, int experts) {
+// Scaled codecs (e4m3): s2 (E, D) are the row scales of w2.
+template <int NR, int U, class WC = MoeWBF16>
+__device__ __forceinline__ void moe_gemv_down_impl(const float* h, const typename WC::T* w2, const int* offsets, const int* sorted,
+                                                   float* y, int dim, int hidden, int experts, const float* s2 = nullptr) {
     const int n = (blockIdx.x * 8 + (threadIdx.x >> 5)) * NR;
     if (n >= dim) return;
     const int e = nth_active_expert(offsets, experts, blockIdx.y);
     if (e < 0) return;
     const int base = offsets[e], count = offsets[e + 1] - base;
-    const bf16_t* ws[NR];
+    const typename WC::T* ws[NR];
+    float sc[NR];
 #pragma unroll
-    for (int q = 0; q < NR; ++q) ws[q] = w2 + ((long long)e * dim + min(n + q, dim - 1)) * hidden;
-    const bf16_t* const (&cws)[NR] = ws;
-    moe_gemv_passes<NR, U, false>(h, 1, cws, sorted + base, count, y, hidden, dim, n, dim);
+    for (int q = 0; q < NR; ++q) {
+        ws[q] = w2 + ((long long)e * dim + min(n + q, dim - 1)) * hidden;
+        sc[q] = WC::SCALED ? s2[(long long)e * dim + min(n + q, dim - 1)] : 1.0f;
+    }
+    const typename WC::T* const (&cws)[NR] = ws;
+    moe_gemv_passes<NR, U, false, WC>(h, 1, cws, sorted + base, count, y, hidden, dim, n, dim, sc);
 }
 
 // Exported (H200, Mixtral shapes, docs/gpu-notes.md): gate/up U = 4 (8 loads of 16 bytes in flight
@@ -391,3 +484,15 @@ extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
     const float* h, const bf16_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts)
 { moe_gemv_down_impl<4, 4>(h, w2, offsets, sorted, y, dim, hidden, experts); }
 
+// The same experts with e4m3 weights (8-byte loads of 8 codes, widened in the kernel, each dot
+// multiplied by its row's scale): s1, s3 (E, F) and s2 (E, D) are the stacked row scales. Same
+// grids and tiling as the bf16 kernels.
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_e4m3(
+    const float* x, const e4m3_t* w1, const e4m3_t* w3, const int* offsets, const int* sorted,
+    float* h, int dim, int hidden, int topK, int experts, const float* s1, const float* s3)
+{ moe_gemv_gate_up_impl<4, MoeWE4M3>(x, w1, w3, offsets, sorted, h, dim, hidden, topK, experts, s1, s3); }
+
+extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_e4m3(
+    const float* h, const e4m3_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts,
+    const float* s2)
+{ moe_gemv_down_impl<4, 4, MoeWE4M3>(h, w2, offsets, sorted, y, dim, hidden, experts, s2); }

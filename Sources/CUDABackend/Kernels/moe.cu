@@ -127,9 +127,11 @@ extern "C" __global__ void __launch_bounds__(32) moe_route_sort(const float* log
 // h[p] = silu(w1[e] · x[t]) * (w3[e] · x[t]) for the pairs p = (t, k) routed to expert e.
 // Grid (ceil(F/BN), ceil(P/BM), E): block (n, r, e) takes rows r*BM.. of expert e's pairs and
 // exits at once when the expert has fewer (the bound is not known on the host: no sync).
+// s1, s3 (E, F): e4m3 row scales of w1, w3 (nullptr: none), applied before the SwiGLU.
 template <class W>
 __device__ void moe_gate_up_impl(const float* x, const typename W::T* w1, const typename W::T* w3,
-                                 const int* offsets, const int* sorted, float* h, int dim, int hidden, int topK) {
+                                 const int* offsets, const int* sorted, float* h, int dim, int hidden, int topK,
+                                 const float* s1 = nullptr, const float* s3 = nullptr) {
     __shared__ float As[BM][BK + 1];
     __shared__ float Ws[BN][BK + 1];
     __shared__ const float* rowPtr[BM];
@@ -148,17 +150,20 @@ __device__ void moe_gate_up_impl(const float* x, const typename W::T* w1, const 
     tile_mac<W>(rowPtr, rowCount, w1 + expertOffset, n0, hidden, dim, g, As, Ws);
     tile_mac<W>(rowPtr, rowCount, w3 + expertOffset, n0, hidden, dim, u, As, Ws);
     const int tx = threadIdx.x % BN, ty = threadIdx.x / BN;
-    if (n0 + tx < hidden)
+    if (n0 + tx < hidden) {
+        const float sg = s1 ? s1[(long long)e * hidden + n0 + tx] : 1.0f, su = s3 ? s3[(long long)e * hidden + n0 + tx] : 1.0f;
         for (int i = 0; i < 8; ++i) {
             int r = ty + 4 * i;
-            if (r < rowCount) h[(long long)rowPair[r] * hidden + n0 + tx] = silu(g[i]) * u[i];
+            if (r < rowCount) h[(long long)rowPair[r] * hidden + n0 + tx] = s1 ? silu(g[i] * sg) * (u[i] * su) : silu(g[i]) * u[i];
         }
+    }
 }
 
 // y[p] = w2[e] · h[p] for the pairs routed to expert e. Grid (ceil(D/BN), ceil(P/BM), E).
+// s2 (E, D): e4m3 row scales of w2 (nullptr: none).
 template <class W>
 __device__ void moe_down_impl(const float* h, const typename W::T* w2, const int* offsets, const int* sorted,
-                              float* y, int dim, int hidden) {
+                              float* y, int dim, int hidden, const float* s2 = nullptr) {
     __shared__ float As[BM][BK + 1];
     __shared__ float Ws[BN][BK + 1];
     __shared__ const float* rowPtr[BM];
@@ -175,11 +180,13 @@ __device__ void moe_down_impl(const float* h, const typename W::T* w2, const int
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     tile_mac<W>(rowPtr, rowCount, w2 + (long long)e * dim * hidden, n0, dim, hidden, acc, As, Ws);
     const int tx = threadIdx.x % BN, ty = threadIdx.x / BN;
-    if (n0 + tx < dim)
+    if (n0 + tx < dim) {
+        const float scale = s2 ? s2[(long long)e * dim + n0 + tx] : 1.0f;
         for (int i = 0; i < 8; ++i) {
             int r = ty + 4 * i;
-            if (r < rowCount) y[(long long)rowPair[r] * dim + n0 + tx] = acc[i];
+            if (r < rowCount) y[(long long)rowPair[r] * dim + n0 + tx] = s2 ? acc[i] * scale : acc[i];
         }
+    }
 }
 
 // Router logits with f32 activations: logits (T, E) = x (T, D) f32 · W (E, D)ᵀ (weight dtype).
@@ -251,6 +258,16 @@ __device__ void moe_norm_route_impl(const float* x, const typename W::T* g, floa
         const int* offsets, const int* sorted, float* y, int dim, int hidden) \
     { moe_down_impl<W>(h, w2, offsets, sorted, y, dim, hidden); }
 FOR_EACH_WEIGHT_TYPE(MOE)
+
+// The grouped SIMT experts with e4m3 weights (the FP8 scheme's prefill experts, docs/fp8.md): the
+// tiles widen the codes to f32 (WE4M3) and each output is multiplied by its weight row's scale;
+// s1, s3 (E, F) and s2 (E, D) are the stacked row scales. Same grids as moe_gate_up_* / moe_down_*.
+extern "C" __global__ void __launch_bounds__(256) moe_gate_up_e4m3(const float* x, const e4m3_t* w1, const e4m3_t* w3,
+    const int* offsets, const int* sorted, float* h, int dim, int hidden, int topK, const float* s1, const float* s3)
+{ moe_gate_up_impl<WE4M3>(x, w1, w3, offsets, sorted, h, dim, hidden, topK, s1, s3); }
+extern "C" __global__ void __launch_bounds__(256) moe_down_e4m3(const float* h, const e4m3_t* w2,
+    const int* offsets, const int* sorted, float* y, int dim, int hidden, const float* s2)
+{ moe_down_impl<WE4M3>(h, w2, offsets, sorted, y, dim, hidden, s2); }
 
 // The grouped cuBLASLt path's gather: xs holds each expert's rows in a block of its own, padded
 // to a multiple of `pad` rows (so a few GEMM shapes serve every count), in expert order:

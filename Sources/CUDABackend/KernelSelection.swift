@@ -1,0 +1,143 @@
+import Tensors
+
+/// Kernel choice, one function per op family (issue 12, point 2): each maps (weight dtype, step
+/// shape, device, settings) to a path, and the op switches on the result. Adding a weight dtype
+/// means adding rows here (and the kernels they name); the ops stay one switch each.
+///
+/// Rows for e4m3 weights (the FP8 scheme, docs/fp8.md): the GEMV paths as bf16 (their e4m3
+/// kernels dequantise in the kernel); past them the SIMT tile kernels (`matmul_e4m3`,
+/// `moe_gate_up_e4m3` / `moe_down_e4m3`), since cuBLASLt and the tensor-core MoE kernels here
+/// take bf16 operands and a bf16 copy of the weights is never made.
+///
+/// The thresholds, in one place. Where they come from is in docs/gpu-notes.md.
+enum KernelLimits {
+    /// GEMVs (gemv.cu) are instantiated for 1…4 activation rows.
+    static let gemvMaxRows = 4
+    /// A GEMV reads its weight row in chunks of 8 elements (16 bytes of bf16).
+    static let gemvChunk = 8
+    /// Largest (rows, inDim) f32 staging of a normed GEMV (x ⊙ g in dynamic shared memory); past
+    /// the 48 KiB default the launch raises the limit (`normStaging`).
+    static let gemvNormMaxStagedBytes = 160 * 1024
+    /// The GEMV-style MoE experts serve at most this many (token, expert) pairs: above ~2 pairs
+    /// per expert at E = 8 the per-pair activation reads make them L1-bound and the tensor-core
+    /// kernels win (gpu-notes, "MoE decode at batch 1–8").
+    static let moeGemvMaxPairs = 16
+    /// `moe_route_sort` is one warp: at most 32 experts (and 32 pairs).
+    static let moeRouteSortMaxExperts = 32
+    /// The decode router GEMV goes 4 tokens a launch: its staging is 4 · D f32.
+    static let moeRouterGemvTokens = 4
+    /// `moe_norm_route_*` keeps (D + E) f32 in the default shared memory.
+    static let moeNormRouteMaxSharedBytes = 48 * 1024
+    /// Weight dtypes the GEMVs and MoE GEMV experts read (bf16, and e4m3 with row scales).
+    static let gemvWeights: Set<DType> = [.bf16, .e4m3]
+}
+
+/// How `normedMatmul` runs.
+enum NormedMatmulPath: Equatable {
+    /// One GEMV launch with the norm inside (`gemv_norm*`, plain or SwiGLU).
+    case gemv
+    /// The norm writes the bf16 operand (`rmsnorm_to_bf16`), then cuBLASLt (plus `swiglu_split`
+    /// when gated).
+    case normToBF16ThenBLAS
+    /// The norm into f32 scratch, then `product` (which makes its own choice).
+    case normThenProduct
+}
+
+/// How `product` (matmul, matmulAdd, the gated product) runs.
+enum ProductPath: Equatable {
+    /// One GEMV launch (store or accumulate; the gated GEMV is `normedMatmul`'s).
+    case gemv
+    /// A general product (`GeneralProductPath`) plus, where the mode needs it, one elementwise pass.
+    case general
+}
+
+/// How a general product out (T, N) (+)= x (T, K) · Wᵀ runs.
+enum GeneralProductPath: Equatable {
+    /// cuBLASLt, x narrowed to bf16 (bf16 weights); can accumulate in its epilogue.
+    case cublasLt
+    /// The SIMT tile kernel of matmul.cu (f32 activations); only stores.
+    case simt
+}
+
+/// How `normedMoE` opens and which expert family follows.
+enum NormedMoEPath: Equatable {
+    /// Router GEMV per 4 tokens writing x̂, `moe_route_sort`, GEMV-style experts, combine.
+    case decode
+    /// `moe_norm_route_*` (norm, router, routing, bf16 operand in one launch), sort, grouped experts.
+    case normRoute
+    /// rmsNorm, `moe_router_*`, `moe_route_f32`, sort, grouped experts.
+    case separate
+}
+
+/// Which grouped expert kernels run past the GEMV sizes.
+enum GroupedExpertsPath: Equatable {
+    /// Every expert on every token through cuBLASLt (`moeDense`).
+    case dense
+    /// Each expert's gathered tokens through cuBLASLt (`moeGrouped`, one host sync).
+    case grouped
+    /// The mma.sync kernels of moe.cu.
+    case tensorCore
+    /// The SIMT tile kernels of moe.cu (f32 activations, any weight dtype).
+    case simt
+}
+
+extension CUDABackend {
+    /// The path of `normedMatmul` for a weight (weightRows, inDim) and `rows` tokens.
+    func normedMatmulPath(weight: DType, norm: DType, rows: Int, inDim: Int) -> NormedMatmulPath {
+        if decodeKernels, KernelLimits.gemvWeights.contains(weight), norm == .bf16, rows <= KernelLimits.gemvMaxRows,
+           inDim % KernelLimits.gemvChunk == 0, rows * inDim * 4 <= KernelLimits.gemvNormMaxStagedBytes {
+            return .gemv
+        }
+        if weight == .bf16, matmulPath == .cublasLt, blas != nil { return .normToBF16ThenBLAS }
+        return .normThenProduct
+    }
+
+    /// The path of `product` for `rows` tokens; the gated mode never takes the GEMV here.
+    func productPath(weight: DType, rows: Int, inDim: Int, mode: ProductMode) -> ProductPath {
+        if decodeKernels, KernelLimits.gemvWeights.contains(weight), rows <= KernelLimits.gemvMaxRows,
+           inDim % KernelLimits.gemvChunk == 0,
+           mode != .swiGLU {
+            return .gemv
+        }
+        return .general
+    }
+
+    /// The general product's kernel for a weight dtype under the current settings.
+    func generalProductPath(weight: DType) -> GeneralProductPath {
+        weight == .bf16 && matmulPath == .cublasLt && blas != nil ? .cublasLt : .simt
+    }
+
+    /// The opening of `normedMoE` for `rows` tokens (pairs = rows · topK).
+    func normedMoEPath(experts weight: DType, router: DType, norm: DType, rows: Int, dim: Int, hidden: Int,
+                       experts: Int, topK: Int) -> NormedMoEPath {
+        if decodeKernels, rows * topK <= KernelLimits.moeGemvMaxPairs, experts <= KernelLimits.moeRouteSortMaxExperts,
+           KernelLimits.gemvWeights.contains(weight), router == .bf16, norm == .bf16,
+           dim % KernelLimits.gemvChunk == 0, hidden % KernelLimits.gemvChunk == 0,
+           KernelLimits.moeRouterGemvTokens * dim * 4 <= KernelLimits.gemvNormMaxStagedBytes {
+            return .decode
+        }
+        if norm == router, (dim + experts) * 4 <= KernelLimits.moeNormRouteMaxSharedBytes { return .normRoute }
+        return .separate
+    }
+
+    /// Whether the grouped experts of a step take a bf16-operand path (cuBLASLt or tensor cores),
+    /// which read x narrowed to bf16 rather than the f32 normed rows.
+    func moeTensorPaths(experts weight: DType, dim: Int, hidden: Int) -> Bool {
+        weight == .bf16 && matmulPath == .cublasLt && blas != nil && device.computeCapability.major >= 8
+            && dim % 8 == 0 && hidden % 8 == 0
+    }
+
+    /// The grouped experts' kernels for a step of `rows` tokens.
+    func groupedExpertsPath(experts weight: DType, rows: Int, dim: Int, hidden: Int) -> GroupedExpertsPath {
+        let tensorPaths = weight == .bf16 && matmulPath == .cublasLt && device.computeCapability.major >= 8
+        let mmaFits = dim % MoEMMATile.dimMultiple == 0 && hidden % MoEMMATile.hiddenMultiple == 0
+        if tensorPaths, blas != nil, dim % 8 == 0, hidden % 8 == 0 {
+            switch cublasMoEPath(tokens: rows, mmaFits: mmaFits) {
+            case .dense: return .dense
+            case .grouped: return .grouped
+            case .tensorCore, .automatic: break
+            }
+        }
+        return tensorPaths && mmaFits ? .tensorCore : .simt
+    }
+}
