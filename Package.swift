@@ -40,9 +40,13 @@ let package = Package(
         .target(name: "CUDABackend", dependencies: ["Tensors", "CUDADriver"],
                 resources: [.embedInCode("Kernels")], swiftSettings: optimize),
         .target(name: "BackendConformance", dependencies: ["Tensors"]),
+        // The forward pass checked on fixture models, once for every backend (swift test, cuda-check).
+        .target(name: "ModelChecks", dependencies: ["BackendConformance", "Checkpoints", "Model", "Tensors"]),
+        // The bytes and FLOPs of a forward step (the roofline of `bench` and `cuda-check --bench`).
+        .target(name: "Roofline", dependencies: ["Checkpoints"]),
         .executableTarget(name: "cuda-check",
                           dependencies: ["CUDADriver", "CUDABackend", "CPUBackend", "BackendConformance", "Tensors",
-                                         "Model", "Checkpoints"]),
+                                         "Model", "Checkpoints", "Roofline", "ModelChecks"]),
         .target(name: "Generation", dependencies: ["Model", "Tensors", "Chat", "Tokenizers"]),
         .target(name: "DemoEvaluation", dependencies: ["Generation", "Chat", "Tokenizers"]),
         // Loads a checkpoint onto a device and builds the model and engine: what every front-end
@@ -66,7 +70,7 @@ let package = Package(
             name: "mixtral-chat",
             dependencies: [
                 "Tensors", "Checkpoints", "Tokenizers", "Chat", "Model", "CPUBackend", "CUDABackend", "CUDADriver",
-                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime", "Downloads", "OpenAIServer",
+                "Generation", "DemoEvaluation", "AIMEWorker", "Runtime", "Downloads", "OpenAIServer", "Roofline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -86,6 +90,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // What the test targets share: fixture paths, CPU model assembly, test-double decoders.
+        .target(name: "TestSupport", dependencies: ["CPUBackend", "Checkpoints", "Generation", "Model"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], exclude: ["Fixtures"]),
         .testTarget(
             name: "DownloadsTests",
@@ -100,7 +106,7 @@ let package = Package(
         .testTarget(
             name: "AIMEWorkerTests",
             dependencies: [
-                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend", "Chat", "Tokenizers",
+                "AIMEWorker", "Generation", "Model", "Checkpoints", "CPUBackend", "Chat", "Tokenizers", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,17 +115,21 @@ let package = Package(
             ],
             exclude: ["Fixtures"]),
         .testTarget(name: "DemoModelTests",
-                    dependencies: ["DemoEvaluation", "Generation", "Model", "CPUBackend", "Checkpoints", "Chat", "Tokenizers", "Runtime"]),
-        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints"]),
+                    dependencies: ["DemoEvaluation", "Generation", "Model", "CPUBackend", "Checkpoints", "Chat", "Tokenizers", "Runtime",
+                                   "TestSupport"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Model", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "RooflineTests", dependencies: ["Roofline", "Checkpoints"]),
         .testTarget(name: "CPUBackendTests", dependencies: ["CPUBackend", "Tensors"]),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"]),
         .testTarget(name: "CUDABackendTests",
                     dependencies: ["CUDABackend", "CUDADriver", "CPUBackend", "BackendConformance", "Tensors"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "CPUBackend", "Checkpoints", "Tensors", "ModelChecks", "BackendConformance",
+                                                      "TestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OpenAIServerTests",
-                    dependencies: ["OpenAIServer", "Generation", "Chat", "Tokenizers", "Model", "Checkpoints", "CPUBackend",
+                    dependencies: ["OpenAIServer", "Generation", "Chat", "Tokenizers", "Model", "Checkpoints", "CPUBackend", "TestSupport",
                                    .product(name: "Hummingbird", package: "hummingbird"),
                                    .product(name: "HummingbirdTesting", package: "hummingbird"),
                                    .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,8 +1,8 @@
 import Tensors
 
 extension BackendConformance {
-    /// appendKV then attention on a packed batch with scattered block tables: the worked
-    /// example of `AttentionBatch` (new tokens 5, 7, 2 over caches of 0, 3, 10), a decode-like
+    /// KV appends (`appendKV`, through ropeAppendKV) then attention on a packed batch with
+    /// scattered block tables: the worked example of `AttentionBatch` (new tokens 5, 7, 2 over caches of 0, 3, 10), a decode-like
     /// batch (one new token per sequence, long caches), a sliding window, and head dims 64/128;
     /// then prefill-sized steps (≥ 64 tokens: long prompt, chunked prefill next to a second prompt,
     /// sliding window shorter than the chunk, MQA, a prompt packed with decodes).
@@ -65,11 +65,8 @@ extension BackendConformance {
         let cachedSlots = (0..<s).flatMap { q in (0..<cached[q]).map { slot(q, $0) } }
         if !cachedSlots.isEmpty {
             let n = cachedSlots.count
-            let k = try activation(kvValues(n * rowWidth), [n, kvHeads, headDim])
-            let v = try activation(kvValues(n * rowWidth), [n, kvHeads, headDim])
-            let sl = try indices(cachedSlots)
-            try test.appendKV(k: k.t, v: v.t, kPool: kPool.t, vPool: vPool.t, slots: sl.t, rows: n, kvHeads: kvHeads, headDim: headDim)
-            try reference.appendKV(k: k.r, v: v.r, kPool: kPool.r, vPool: vPool.r, slots: sl.r, rows: n, kvHeads: kvHeads, headDim: headDim)
+            try appendKV(k: kvValues(n * rowWidth), v: kvValues(n * rowWidth), kPool: kPool, vPool: vPool,
+                         slots: cachedSlots, kvHeads: kvHeads, headDim: headDim)
         }
         // 2. This step's tokens: append, then attend.
         let t = newTokens.reduce(0, +)
@@ -80,11 +77,8 @@ extension BackendConformance {
             queryStart.append(queryStart.last! + Int32(newTokens[q]))
             for j in cached[q]..<contextLens[q] { positions.append(Int32(j)); newSlots.append(slot(q, j)) }
         }
-        let k = try activation(kvValues(t * rowWidth), [t, kvHeads, headDim])
-        let v = try activation(kvValues(t * rowWidth), [t, kvHeads, headDim])
-        let sl = try indices(newSlots)
-        try test.appendKV(k: k.t, v: v.t, kPool: kPool.t, vPool: vPool.t, slots: sl.t, rows: t, kvHeads: kvHeads, headDim: headDim)
-        try reference.appendKV(k: k.r, v: v.r, kPool: kPool.r, vPool: vPool.r, slots: sl.r, rows: t, kvHeads: kvHeads, headDim: headDim)
+        try appendKV(k: kvValues(t * rowWidth), v: kvValues(t * rowWidth), kPool: kPool, vPool: vPool,
+                     slots: newSlots, kvHeads: kvHeads, headDim: headDim)
 
         let qs = try indices(queryStart), pos = try indices(positions)
         let cl = try indices(contextLens.map(Int32.init)), bt = try indices(tables)

@@ -65,7 +65,7 @@ public enum ConformanceTolerance {
     public static let exact = 1e-6
 }
 
-/// Runs every `ComputeBackend` op on `test` and on `reference` with the same fresh random inputs
+/// Runs every `ComputeBackend` model op on `test` and on `reference` with the same fresh random inputs
 /// (seeded; never zeros) and compares the outputs by normalised error.
 ///
 /// Outputs of `test` are poisoned with NaN before each op, so an element the op fails to write
@@ -125,6 +125,27 @@ public struct BackendConformance<Test: ComputeBackend, Reference: ComputeBackend
         try test.write(values, to: p.t)
         try reference.write(values, to: p.r)
         return p
+    }
+
+    /// Writes k and v rows (n, G, Dh) into both backends' pools at `slots` through the model's
+    /// own op (the pools have no other writer): `ropeAppendKV` at position 0 rotates by angle 0
+    /// (cos 1, sin 0 exactly on both), so the pools get k and v as they are. The q part of the
+    /// joined rows (G heads of zeros) goes to a throwaway output.
+    func appendKV(k: [Float], v: [Float], kPool: Pair, vPool: Pair, slots: [Int32], kvHeads: Int, headDim: Int) throws {
+        let n = slots.count, width = kvHeads * headDim
+        guard n > 0 else { return }
+        var qkv = [Float](repeating: 0, count: n * 3 * width)   // (n, G + 2G, Dh): q | k | v
+        for t in 0..<n {
+            qkv.replaceSubrange((t * 3 + 1) * width..<(t * 3 + 2) * width, with: k[t * width..<(t + 1) * width])
+            qkv.replaceSubrange((t * 3 + 2) * width..<(t * 3 + 3) * width, with: v[t * width..<(t + 1) * width])
+        }
+        let rows = try activation(qkv, [n, 3 * kvHeads, headDim])
+        let q = try activation([Float](repeating: 0, count: n * width), [n, kvHeads, headDim])
+        let zero = try indices([Int32](repeating: 0, count: n)), sl = try indices(slots)
+        try test.ropeAppendKV(qkv: rows.t, q: q.t, kPool: kPool.t, vPool: vPool.t, positions: zero.t, slots: sl.t,
+                              rows: n, heads: kvHeads, kvHeads: kvHeads, headDim: headDim, theta: 1_000_000)
+        try reference.ropeAppendKV(qkv: rows.r, q: q.r, kPool: kPool.r, vPool: vPool.r, positions: zero.r, slots: sl.r,
+                                   rows: n, heads: kvHeads, kvHeads: kvHeads, headDim: headDim, theta: 1_000_000)
     }
 
     func read(_ p: Pair, _ count: Int) throws -> (test: [Float], reference: [Float]) {

@@ -23,6 +23,11 @@ extension BackendConformance {
             (3, 128, 128, 32, 4, .random, true), (2, 128, 128, 40, 2, .random, true),
             (9, 256, 512, 8, 2, .random, true), (16, 256, 512, 8, 2, .ties, true),
             (40, 256, 512, 8, 2, .random, true), (24, 136, 200, 8, 2, .random, false),
+            // Past one pair tile of the tensor-core experts: P = 100 (~14 pairs per expert, tiles
+            // of 32/64), P = 240 (counts past one 32-pair tile), P = 1000 (tiles of 128, the last
+            // partial); F = 200 at E 4 takes the SIMT kernels with several passes per expert.
+            (50, 256, 512, 8, 2, .random, true), (120, 256, 192, 8, 2, .random, false),
+            (500, 128, 256, 8, 2, .random, true), (70, 128, 200, 4, 2, .random, true),
         ]
         for (t, d, f, e, k, kind, alias) in cases {
             // x (T, D) positive for `.oneExpert`, whose router row e/2 is a positive constant: that

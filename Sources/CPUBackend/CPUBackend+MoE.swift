@@ -9,20 +9,6 @@ import Tensors
 // A experts touched this step, n = T·K routed (token, expert) slots.
 
 extension CPUBackend {
-    /// Mixtral routing: top-k over the raw gate logits, *then* softmax over the k chosen logits.
-    /// (Softmax-then-top-k renormalised gives the same weights, but the order matters for ties
-    /// and is the plausible bug, so this follows mistral-inference literally.) Ties pick the lower
-    /// expert index; ids come out in descending logit order, as torch.topk returns them.
-    public func moeRoute(logits: CPUTensor, ids: CPUTensor, weights: CPUTensor, rows: Int, experts: Int, topK: Int) throws {
-        guard experts > 0, topK > 0, topK <= experts else {
-            throw BackendError.shapeMismatch("moeRoute: top-\(topK) of \(experts) experts")
-        }
-        try check(logits, .f32, atLeast: rows * experts, "moeRoute logits")
-        try check(ids, .i32, atLeast: rows * topK, "moeRoute ids")
-        try check(weights, .f32, atLeast: rows * topK, "moeRoute weights")
-        locked { route(logits.floats, ids: ids.ints, weights: weights.floats, rows: rows, experts: experts, topK: topK) }
-    }
-
     /// `moeRoute` on raw buffers (the caller holds the op lock and has checked the shapes).
     /// logits (T, E); ids (T, K); weights (T, K).
     func route(_ logits: UnsafePointer<Float>, ids: UnsafeMutablePointer<Int32>, weights: UnsafeMutablePointer<Float>,
@@ -56,29 +42,6 @@ extension CPUBackend {
                 sum += chosenWeights[k]
             }
             for k in 0..<topK { chosenWeights[k] /= sum }
-        }
-    }
-
-    /// Sparse MoE FFN with tokens grouped by expert.
-    ///
-    /// The routed (token, k) slots are sorted by expert, so each touched expert's w1/w3/w2 are
-    /// streamed once per step however many tokens chose it. Two pool jobs:
-    /// 1. tasks over (expert, chunk of F rows): h = silu(x·w1ᵀ) ⊙ (x·w3ᵀ) for that expert's slots;
-    /// 2. tasks over chunks of D rows: out[t] += weight · (h·w2ᵀ), looping over experts inside the
-    ///    task so no two tasks ever add into the same output element.
-    public func moeExperts(_ x: CPUTensor, w1: CPUTensor, w2: CPUTensor, w3: CPUTensor, ids: CPUTensor, weights: CPUTensor,
-                           out: CPUTensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
-        try check(x, .f32, atLeast: rows * dim, "moeExperts x")
-        try check(out, .f32, atLeast: rows * dim, "moeExperts out")
-        try checkWeight(w1, elements: hidden * dim, parts: experts, "moeExperts w1 (E, F, D)")
-        try checkWeight(w3, elements: hidden * dim, parts: experts, "moeExperts w3 (E, F, D)")
-        try checkWeight(w2, elements: dim * hidden, parts: experts, "moeExperts w2 (E, D, F)")
-        try checkIndices(ids, count: rows * topK, below: experts, "moeExperts ids")
-        try check(weights, .f32, atLeast: rows * topK, "moeExperts weights")
-        guard rows > 0, dim > 0 else { return }
-        try locked {
-            try mixExperts(x.floats, w1: w1, w2: w2, w3: w3, ids: ids.ints, weights: weights.floats, out: out.floats,
-                           rows: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
         }
     }
 

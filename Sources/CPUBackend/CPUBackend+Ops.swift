@@ -65,14 +65,6 @@ extension CPUBackend {
 
     // MARK: normalisation and elementwise
 
-    public func rmsNorm(_ x: CPUTensor, weight: CPUTensor, eps: Float, out: CPUTensor, rows: Int, dim: Int) throws {
-        try check(x, .f32, atLeast: rows * dim, "rmsNorm x")
-        try checkNormWeight(weight, elements: dim, "rmsNorm weight")
-        try check(out, .f32, atLeast: rows * dim, "rmsNorm out")
-        guard dim > 0 else { return }
-        locked { normaliseRows(x.floats, weight: weight, eps: eps, out: out.floats, rows: rows, dim: dim) }
-    }
-
     /// rmsNorm of `rows` rows (the caller holds the op lock).
     func normaliseRows(_ x: UnsafeMutablePointer<Float>, weight: CPUTensor, eps: Float,
                        out: UnsafeMutablePointer<Float>, rows: Int, dim: Int) {
@@ -120,43 +112,7 @@ extension CPUBackend {
         }
     }
 
-    public func swiGLU(gate: CPUTensor, up: CPUTensor, out: CPUTensor, count: Int) throws {
-        try check(gate, .f32, atLeast: count, "swiGLU gate")
-        try check(up, .f32, atLeast: count, "swiGLU up")
-        try check(out, .f32, atLeast: count, "swiGLU out")
-        locked {
-            parallelRanges(count) { range in
-                swiGLURange(gate.floats, up.floats, out.floats, range)
-            }
-        }
-    }
-
-    public func add(_ x: CPUTensor, _ y: CPUTensor, count: Int) throws {
-        try check(x, .f32, atLeast: count, "add x")
-        try check(y, .f32, atLeast: count, "add y")
-        locked {
-            parallelRanges(count, minimum: 65_536) { range in
-                axpy(1, y.floats + range.lowerBound, x.floats + range.lowerBound, range.count)
-            }
-        }
-    }
-
     // MARK: rotary embedding and KV append
-
-    public func rope(_ x: CPUTensor, positions: CPUTensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
-        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope: head dim \(headDim) is odd") }
-        try check(x, .f32, atLeast: rows * heads * headDim, "rope x")
-        try check(positions, .i32, atLeast: rows, "rope positions")
-        try locked {
-            let table = try ropeTable(positions.ints, rows: rows, headDim: headDim, theta: theta)
-            for t in 0..<rows {
-                for h in 0..<heads {
-                    let v = x.floats + (t * heads + h) * headDim
-                    table.rotate(v, into: v, row: t)
-                }
-            }
-        }
-    }
 
     public func ropeAppendKV(qkv: CPUTensor, q: CPUTensor, kPool: CPUTensor, vPool: CPUTensor, positions: CPUTensor,
                              slots: CPUTensor, rows: Int, heads: Int, kvHeads: Int, headDim: Int, theta: Float) throws {
@@ -185,7 +141,7 @@ extension CPUBackend {
 
     /// cos/sin of every (token, pair) angle, in the shared scratch. The angle is formed in
     /// Double so large positions keep full precision, then rounded once.
-    private func ropeTable(_ positions: UnsafePointer<Int32>, rows: Int, headDim: Int, theta: Float) throws -> RopeTable {
+    func ropeTable(_ positions: UnsafePointer<Int32>, rows: Int, headDim: Int, theta: Float) throws -> RopeTable {
         let pairs = headDim / 2
         // (T, Dh/2) cos then (T, Dh/2) sin, then (Dh/2) inverse frequencies θ^(−2i/Dh).
         let table = try scratch.shared[0].reserve(2 * max(1, rows * pairs))
@@ -202,7 +158,7 @@ extension CPUBackend {
         return RopeTable(cos: table, sin: table + rows * pairs, pairs: pairs)
     }
 
-    private func checkPool(_ kPool: CPUTensor, _ vPool: CPUTensor, width: Int, _ what: String) throws {
+    func checkPool(_ kPool: CPUTensor, _ vPool: CPUTensor, width: Int, _ what: String) throws {
         try check(kPool, .f32, atLeast: width, "\(what) kPool")
         try check(vPool, .f32, atLeast: kPool.count, "\(what) vPool")
         guard kPool.shape.count == 4, kPool.shape[2] * kPool.shape[3] == width else {
@@ -210,34 +166,7 @@ extension CPUBackend {
         }
     }
 
-    public func appendKV(k: CPUTensor, v: CPUTensor, kPool: CPUTensor, vPool: CPUTensor, slots: CPUTensor,
-                         rows: Int, kvHeads: Int, headDim: Int) throws {
-        let width = kvHeads * headDim
-        try check(k, .f32, atLeast: rows * width, "appendKV k")
-        try check(v, .f32, atLeast: rows * width, "appendKV v")
-        try checkPool(kPool, vPool, width: width, "appendKV")
-        try checkIndices(slots, count: rows, below: kPool.count / width, "appendKV slots")
-        locked {
-            for t in 0..<rows {
-                let slot = Int(slots.ints[t]) * width
-                (kPool.floats + slot).update(from: k.floats + t * width, count: width)
-                (vPool.floats + slot).update(from: v.floats + t * width, count: width)
-            }
-        }
-    }
-
     // MARK: matmul
-
-    public func matmul(_ x: CPUTensor, weight: CPUTensor, out: CPUTensor, rows: Int, inDim: Int, outDim: Int) throws {
-        try check(x, .f32, atLeast: rows * inDim, "matmul x")
-        let blocks = try rowBlocks(weight, outDim: outDim, inDim: inDim, "matmul weight (\(outDim), \(inDim))")
-        try check(out, .f32, atLeast: rows * outDim, "matmul out")
-        guard rows > 0, outDim > 0 else { return }
-        locked {
-            product(x.floats, blocks: blocks, inDim: inDim, rows: rows, out: out.floats,
-                    stride: outDim) { StoreSink(out: $0, stride: $1) }
-        }
-    }
 
     public func matmulAdd(_ x: CPUTensor, weight: CPUTensor, into out: CPUTensor, rows: Int, inDim: Int, outDim: Int) throws {
         try check(x, .f32, atLeast: rows * inDim, "matmulAdd x")

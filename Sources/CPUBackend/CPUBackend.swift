@@ -24,6 +24,12 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public let name: String
     public var kvElementBytes: Int { 4 }
     public var gpuCount: Int { 0 }
+
+    /// Every op reads every stored float dtype: bf16, f16, f32, and e4m3 with its row scales
+    /// (the reference the GPU backends are checked against).
+    public func supports(_ op: WeightOp, weights: DType) -> Bool {
+        weights != .i32
+    }
     /// Threads that take part in each op (the calling thread included).
     public var threadCount: Int { pool.threadCount }
 

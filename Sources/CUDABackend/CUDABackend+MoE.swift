@@ -6,7 +6,9 @@ import Tensors
 /// sections). No path synchronises with the host except the prefill GEMM path, which is never
 /// recorded into a graph.
 extension CUDABackend {
-    public func moeRoute(logits: CUDATensor, ids: CUDATensor, weights: CUDATensor, rows: Int, experts: Int, topK: Int) throws {
+    /// Mixtral routing of gate logits (T, E) into ids, weights (T, K): top-k, then softmax over
+    /// the k chosen; ties → lower index. normedMoE's general path.
+    func moeRoute(logits: CUDATensor, ids: CUDATensor, weights: CUDATensor, rows: Int, experts: Int, topK: Int) throws {
         guard topK >= 1, topK <= experts else { throw BackendError.shapeMismatch("moeRoute: top-\(topK) of \(experts) experts") }
         try require(logits, rows * experts, f32Only, "moeRoute logits")
         try require(ids, rows * topK, i32Only, "moeRoute ids")
@@ -15,41 +17,6 @@ extension CUDABackend {
         try launch(.moeRoute, grid: ((rows + 127) / 128, 1, 1), block: (128, 1, 1),
                    [.pointer(logits.pointer), .pointer(ids.pointer), .pointer(weights.pointer),
                     .int32(Int32(rows)), .int32(Int32(experts)), .int32(Int32(topK))])
-    }
-
-    public func moeExperts(_ x: CUDATensor, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor, ids: CUDATensor, weights: CUDATensor,
-                           out: CUDATensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
-        try require(x, rows * dim, f32Only, "moeExperts x")
-        try require(out, rows * dim, f32Only, "moeExperts out")
-        try require(ids, rows * topK, i32Only, "moeExperts ids")
-        try require(weights, rows * topK, f32Only, "moeExperts weights")
-        try requireExperts(w1: w1, w2: w2, w3: w3, dim: dim, hidden: hidden, experts: experts, "moeExperts")
-        guard rows > 0 else { return }
-        let pairs = rows * topK
-        // Legend: P = T*K pairs. h (P, F), y (P, D) f32; offsets (E+1), sorted (P) i32.
-        let h = try scratch(.moeHidden, bytes: pairs * hidden * 4)
-        let y = try scratch(.moeOut, bytes: pairs * dim * 4)
-        let offsets = try scratch(.moeOffsets, bytes: (experts + 1) * 4)
-        let sorted = try scratch(.moeSorted, bytes: pairs * 4)
-        try launch(.moeSort, grid: (1, 1, 1), block: (1024, 1, 1), sharedBytes: 2 * experts * 4,
-                   [.pointer(ids.pointer), .int32(Int32(pairs)), .int32(Int32(experts)), .pointer(offsets), .pointer(sorted)])
-        if decodeKernels, pairs <= 16, w1.dtype == .bf16, dim % 8 == 0, hidden % 8 == 0 {
-            // Small batch: GEMV-style experts, each touched expert row read once per step. Block
-            // row j serves the j-th expert with pairs, so min(E, P) rows cover them all (the grid
-            // depends only on T). Above ~2 pairs per expert (P > 16 at E = 8) the per-pair
-            // activation reads make these L1-bound and the tensor-core kernels win (gpu-notes).
-            let slots = min(experts, pairs)
-            try launch(.moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1),
-                       [.pointer(x.pointer), .pointer(w1.pointer), .pointer(w3.pointer), .pointer(offsets), .pointer(sorted),
-                        .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)), .int32(Int32(experts))])
-            try launchGemvDown(h: h, w2: w2, offsets: offsets, sorted: sorted, y: y, dim: dim, hidden: hidden,
-                               experts: experts, slots: slots)
-            try combine(y: y, ids: ids, weights: weights, out: out, rows: rows, dim: dim, topK: topK, experts: experts)
-            return
-        }
-        try groupedExperts(x, w1: w1, w2: w2, w3: w3, ids: ids, weights: weights, offsets: offsets, sorted: sorted,
-                           h: h, y: y, out: out, accumulate: false, rows: rows, dim: dim, hidden: hidden,
-                           experts: experts, topK: topK)
     }
 
     /// Decode (T·K ≤ 16, bf16, E ≤ 32): five launches per layer at T ≤ 4 (old order: eight) —

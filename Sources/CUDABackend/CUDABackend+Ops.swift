@@ -17,7 +17,9 @@ extension CUDABackend {
                     .int32(Int32(rows)), .int32(Int32(dim)), .int32(Int32(table.shape[0]))])
     }
 
-    public func rmsNorm(_ x: CUDATensor, weight: CUDATensor, eps: Float, out: CUDATensor, rows: Int, dim: Int) throws {
+    /// The norm alone, into f32 rows: the general path of the normed ops (normedMatmul past the
+    /// GEMV sizes without cuBLASLt, normedMoE's fallback). x, out (T, D); weight (D).
+    func rmsNorm(_ x: CUDATensor, weight: CUDATensor, eps: Float, out: CUDATensor, rows: Int, dim: Int) throws {
         try require(x, rows * dim, f32Only, "rmsNorm x")
         try require(out, rows * dim, f32Only, "rmsNorm out")
         try require(weight, dim, weightDTypes, "rmsNorm weight")
@@ -26,14 +28,6 @@ extension CUDABackend {
         let threads = min(1024, max(32, ((dim + 3) / 4 + 31) / 32 * 32))
         try launch(.rmsNorm(weight.dtype), grid: (rows, 1, 1), block: (threads, 1, 1),
                    [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer), .int32(Int32(dim)), .float(eps)])
-    }
-
-    public func matmul(_ x: CUDATensor, weight: CUDATensor, out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
-        try require(x, rows * inDim, f32Only, "matmul x")
-        try require(out, rows * outDim, f32Only, "matmul out")
-        try require(weight, outDim * inDim, matrixDTypes, "matmul weight")
-        try requireRowScales(weight, rows: outDim, "matmul weight")
-        try product(x, weight, out, rows: rows, inDim: inDim, outputs: outDim, .store)
     }
 
     public func normedMatmul(_ x: CUDATensor, norm: CUDATensor, eps: Float, weight: CUDATensor, out: CUDATensor,
@@ -203,29 +197,6 @@ extension CUDABackend {
                     .int32(Int32(kvHeads)), .int32(Int32(headDim)), .float(theta)])
     }
 
-    public func rope(_ x: CUDATensor, positions: CUDATensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws {
-        guard headDim % 2 == 0 else { throw BackendError.shapeMismatch("rope head dim \(headDim) is odd") }
-        try require(x, rows * heads * headDim, f32Only, "rope x")
-        try require(positions, rows, i32Only, "rope positions")
-        guard rows > 0 else { return }
-        try launch(.rope, grid: gridFor(rows * heads * headDim / 2),
-                   [.pointer(x.pointer), .pointer(positions.pointer), .int32(Int32(rows)), .int32(Int32(heads)),
-                    .int32(Int32(headDim)), .float(theta)])
-    }
-
-    public func appendKV(k: CUDATensor, v: CUDATensor, kPool: CUDATensor, vPool: CUDATensor, slots: CUDATensor,
-                         rows: Int, kvHeads: Int, headDim: Int) throws {
-        try require(k, rows * kvHeads * headDim, f32Only, "appendKV k")
-        try require(v, rows * kvHeads * headDim, f32Only, "appendKV v")
-        try require(slots, rows, i32Only, "appendKV slots")
-        try checkPool(kPool, kvHeads: kvHeads, headDim: headDim, "kPool")
-        try checkPool(vPool, kvHeads: kvHeads, headDim: headDim, "vPool")
-        guard rows > 0 else { return }
-        try launch(.appendKV, grid: gridFor(rows * kvHeads * headDim),
-                   [.pointer(k.pointer), .pointer(v.pointer), .pointer(kPool.pointer), .pointer(vPool.pointer),
-                    .pointer(slots.pointer), .int32(Int32(rows)), .int32(Int32(kvHeads)), .int32(Int32(headDim))])
-    }
-
     private func checkPool(_ pool: CUDATensor, kvHeads: Int, headDim: Int, _ what: String) throws {
         guard pool.dtype == .bf16, pool.shape.count == 4, pool.shape[2] == kvHeads, pool.shape[3] == headDim else {
             throw BackendError.shapeMismatch("\(what) is \(pool.dtype.rawValue) \(pool.shape), expected bf16 (N, B, \(kvHeads), \(headDim))")
@@ -271,7 +242,7 @@ extension CUDABackend {
         return max(1, min(max(forSMs, forLength), (keys + 63) / 64, 256))
     }
 
-    /// Flash-decoding attention (attention_decode_d{64,128}_q{1,2,4,8}, see attention.cu): grid
+    /// Flash-decoding attention (attention_decode_d{64,128}_q{1,2,4,8}, see attention_decode.cu): grid
     /// (S, G · chunks, splits), 4 warps; splits > 1 adds attention_decode_merge. The launch depends
     /// only on the batch shape and, when recording a replayable step, on the block tables'
     /// capacity (each split's key range is computed on the device from the positions).
@@ -323,7 +294,7 @@ extension CUDABackend {
         guard t > 0, batch.sequences > 0 else { return }
         if decodeKernels, let tiles = prefillAttentionTiles(batch: batch, headDim: headDim) {
             // Tensor-core flash-attention kernel: grid (H, query tiles of 64 rows), 4 warps, K/V
-            // tiles of 64 keys double-buffered in shared memory (see attention.cu).
+            // tiles of 64 keys double-buffered in shared memory (see attention_prefill.cu).
             let f = try kernels.function(.attentionPrefill(headDim: headDim))
             let shared = 4 * 64 * (headDim + 8) * 2
             if shared > 48 * 1024 {
@@ -386,22 +357,6 @@ extension CUDABackend {
                        [.pointer(pm), .pointer(pl), .pointer(pacc), .pointer(out.pointer),
                         .int32(Int32(heads)), .int32(Int32(headDim)), .int32(Int32(splits))])
         }
-    }
-
-    public func swiGLU(gate: CUDATensor, up: CUDATensor, out: CUDATensor, count: Int) throws {
-        try require(gate, count, f32Only, "swiGLU gate")
-        try require(up, count, f32Only, "swiGLU up")
-        try require(out, count, f32Only, "swiGLU out")
-        guard count > 0 else { return }
-        try launch(.swiglu, grid: gridFor(count),
-                   [.pointer(gate.pointer), .pointer(up.pointer), .pointer(out.pointer), .int64(Int64(count))])
-    }
-
-    public func add(_ x: CUDATensor, _ y: CUDATensor, count: Int) throws {
-        try require(x, count, f32Only, "add x")
-        try require(y, count, f32Only, "add y")
-        guard count > 0 else { return }
-        try launch(.add, grid: gridFor(count), [.pointer(x.pointer), .pointer(y.pointer), .int64(Int64(count))])
     }
 
     public func gatherRows(_ x: CUDATensor, rows: CUDATensor, out: CUDATensor, count: Int, dim: Int) throws {

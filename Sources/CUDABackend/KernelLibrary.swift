@@ -4,15 +4,18 @@ import Tensors
 
 /// The `.cu` files in Kernels/, embedded in the binary by SwiftPM (`.embedInCode`).
 enum KernelFile: String, CaseIterable, Sendable {
-    case attention, elementwise, gemv, kvcache, matmul, moe, rmsnorm, rope, sampling
+    /// attention: the general paged kernel and its split merge; attention_decode: flash-decoding
+    /// (one query token per sequence); attention_prefill: tensor-core prefill.
+    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, gemv, matmul, moe, rmsnorm, rope, sampling
 
     var source: String {
         let bytes: [UInt8]
         switch self {
         case .attention: bytes = PackageResources.attention_cu
+        case .attentionDecode: bytes = PackageResources.attention_decode_cu
+        case .attentionPrefill: bytes = PackageResources.attention_prefill_cu
         case .elementwise: bytes = PackageResources.elementwise_cu
         case .gemv: bytes = PackageResources.gemv_cu
-        case .kvcache: bytes = PackageResources.kvcache_cu
         case .matmul: bytes = PackageResources.matmul_cu
         case .moe: bytes = PackageResources.moe_cu
         case .rmsnorm: bytes = PackageResources.rmsnorm_cu
@@ -33,9 +36,9 @@ enum KernelFile: String, CaseIterable, Sendable {
 /// than a `CUDA_ERROR_NOT_FOUND` on the GPU machine. Weight-typed kernels carry the weight dtype
 /// (their exported names end in _bf16, _f16 or _f32).
 enum Kernel: Hashable, Sendable {
-    case swiglu, swigluSplit, swigluBF16, add, gatherRows, convertToBF16, convertFromBF16, ropeAppendKV
+    case swigluSplit, swigluBF16, add, gatherRows, convertToBF16, ropeAppendKV
     case embed(DType), rmsNorm(DType), rmsNormToBF16(DType), matmul(DType), moeGateUp(DType), moeDown(DType), moeRouter(DType), moeNormRoute(DType)
-    case rope, appendKV, attention, moeRoute, moeSort, moeCombine, moeGatherPadded
+    case attention, moeRoute, moeSort, moeCombine, moeGatherPadded
     /// Decode kernels (gemv.cu, split-KV merge): `gemv(rows)` for rows 1...4, and the same
     /// products adding into their output (`gemvAdd`) or with the RMSNorm computed inside
     /// (`gemvNorm`, and `gemvNormSwiGLU` with the SwiGLU epilogue).
@@ -50,9 +53,9 @@ enum Kernel: Hashable, Sendable {
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
-    /// Tensor-core prefill attention (attention.cu) for head dim 64 or 128.
+    /// Tensor-core prefill attention (attention_prefill.cu) for head dim 64 or 128.
     case attentionPrefill(headDim: Int)
-    /// Flash-decoding attention (attention.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
+    /// Flash-decoding attention (attention_decode.cu) for head dim 64 or 128 and `group` (1, 2, 4 or 8)
     /// query heads per block, and the merge of its key splits.
     case attentionDecode(headDim: Int, group: Int), attentionDecodeMerge
     /// The `sample` op (sampling.cu): one block per logits row.
@@ -60,13 +63,14 @@ enum Kernel: Hashable, Sendable {
 
     var file: KernelFile {
         switch self {
-        case .swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16, .embed: return .elementwise
+        case .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .embed: return .elementwise
         case .rmsNorm, .rmsNormToBF16: return .rmsnorm
         case .matmul: return .matmul
         case .moeGateUp, .moeDown, .moeRouter, .moeNormRoute, .moeRoute, .moeSort, .moeRouteSort, .moeCombine, .moeGatherPadded, .moeMMAGateUp, .moeMMADown: return .moe
-        case .rope, .ropeAppendKV: return .rope
-        case .appendKV: return .kvcache
-        case .attention, .attentionMerge, .attentionPrefill, .attentionDecode, .attentionDecodeMerge: return .attention
+        case .ropeAppendKV: return .rope
+        case .attention, .attentionMerge: return .attention
+        case .attentionDecode, .attentionDecodeMerge: return .attentionDecode
+        case .attentionPrefill: return .attentionPrefill
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         case .gemvE4M3, .gemvAddE4M3, .gemvNormE4M3, .gemvNormSwiGLUE4M3, .moeGemvGateUpE4M3, .moeGemvDownE4M3: return .gemv
         case .sampleRows: return .sampling
@@ -75,14 +79,12 @@ enum Kernel: Hashable, Sendable {
 
     var symbol: String {
         switch self {
-        case .swiglu: return "swiglu_f32"
         case .swigluSplit: return "swiglu_split_f32"
         case .swigluBF16: return "swiglu_bf16"
         case .ropeAppendKV: return "rope_append_kv"
         case .add: return "add_f32"
         case .gatherRows: return "gather_rows_f32"
         case .convertToBF16: return "convert_f32_to_bf16"
-        case .convertFromBF16: return "convert_bf16_to_f32"
         case .embed(let t): return "embed_\(t.rawValue)"
         case .rmsNorm(let t): return "rmsnorm_\(t.rawValue)"
         case .rmsNormToBF16(let t): return "rmsnorm_to_bf16_\(t.rawValue)"
@@ -91,8 +93,6 @@ enum Kernel: Hashable, Sendable {
         case .moeRouter(let t): return "moe_router_\(t.rawValue)"
         case .moeNormRoute(let t): return "moe_norm_route_\(t.rawValue)"
         case .moeDown(let t): return "moe_down_\(t.rawValue)"
-        case .rope: return "rope_f32"
-        case .appendKV: return "append_kv_bf16"
         case .attention: return "attention_paged"
         case .moeRoute: return "moe_route_f32"
         case .moeSort: return "moe_sort"
@@ -125,8 +125,8 @@ enum Kernel: Hashable, Sendable {
     /// Every kernel (weight-typed ones for each weight dtype), for warm-up and checks.
     static var all: [Kernel] {
         let weightTypes: [DType] = [.bf16, .f16, .f32]
-        var list: [Kernel] = [.swiglu, .swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16, .convertFromBF16,
-                              .rope, .ropeAppendKV, .appendKV, .attention, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded,
+        var list: [Kernel] = [.swigluSplit, .swigluBF16, .add, .gatherRows, .convertToBF16,
+                              .ropeAppendKV, .attention, .moeRoute, .moeSort, .moeCombine, .moeGatherPadded,
                               .moeRouteSort, .moeGemvGateUp, .moeGemvDown, .attentionMerge,
                               .moeMMAGateUp(32), .moeMMAGateUp(128), .moeMMADown(64), .moeMMADown(128),
                               .attentionPrefill(headDim: 64), .attentionPrefill(headDim: 128), .attentionDecodeMerge, .sampleRows]

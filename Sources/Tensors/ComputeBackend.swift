@@ -1,9 +1,14 @@
-/// The operations the Mistral forward pass needs from a device: about fifteen model-level ops
-/// (and three collectives when a model is split over several devices),
-/// not forty tensor primitives and not whole layers.
+/// The operations the Mistral forward pass needs from a device: the eight model-level ops it
+/// calls (embed, normedMatmul, ropeAppendKV, attention, matmulAdd, normedMoE, gatherRows,
+/// sample) plus memory, step replay, and three collectives when a model is split over several
+/// devices; not forty tensor primitives and not whole layers.
 ///
 /// The forward pass is written once, in `Model`, against this protocol. Every backend is checked
-/// op by op against `CPUBackend` (the reference) by normalised error.
+/// op by op against `CPUBackend` (the reference) by normalised error (`BackendConformance`). The
+/// unfused steps of the fused ops (rmsNorm, matmul, rope, appendKV, swiGLU, add, moeRoute,
+/// moeExperts) are not ops: the CPU backend keeps them as its reference (CPUBackend+Reference).
+/// A backend states which weight dtypes each op reads (`supports`), so a model it cannot run
+/// fails at load with the op and dtype named.
 ///
 /// Conventions every implementation follows:
 /// - Buffers are allocated once at their maximum size; every op takes explicit row counts so a
@@ -24,6 +29,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
     var kvElementBytes: Int { get }
     /// GPUs this backend computes on (0 for the CPU), as reported to the AIME server.
     var gpuCount: Int { get }
+    /// Whether `op` runs with its weight matrix in `weights` (ggml's `supports_op`): the model
+    /// asks before each upload (`requireSupport`), so an unsupported combination is an error at
+    /// load time naming the op and dtype, not a failure in the first step. A plain function of
+    /// its arguments (a table), constant for the backend's lifetime.
+    func supports(_ op: WeightOp, weights: DType) -> Bool
 
     // MARK: memory
 
@@ -65,23 +75,14 @@ public protocol ComputeBackend: AnyObject, Sendable {
 
     /// out[t, :] = table[ids[t], :]. ids (T) i32, table (V, D), out (T, D).
     func embed(ids: Tensor, table: Tensor, out: Tensor, rows: Int, dim: Int) throws
-    /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * weight, computed in f32. x, out (T, D); weight (D).
-    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, out: Tensor, rows: Int, dim: Int) throws
-    /// out = x · Wᵀ. x (T, inDim), weight (outDim, inDim) as stored by PyTorch's nn.Linear, out (T, outDim).
-    func matmul(_ x: Tensor, weight: Tensor, out: Tensor, rows: Int, inDim: Int, outDim: Int) throws
-    /// Interleaved (complex-pair) rotary embedding in place, as mistral-inference: pairs
-    /// (x[2i], x[2i+1]) rotate by positions[t] · theta^(−2i/Dh). x (T, heads, Dh); positions (T) i32.
-    func rope(_ x: Tensor, positions: Tensor, rows: Int, heads: Int, headDim: Int, theta: Float) throws
-    /// Writes k[t], v[t] (T, G, Dh) into the pools at flat slot `slots[t]` (= block · B + offset).
-    func appendKV(k: Tensor, v: Tensor, kPool: Tensor, vPool: Tensor, slots: Tensor,
-                  rows: Int, kvHeads: Int, headDim: Int) throws
     /// Causal (optionally sliding-window) GQA attention of packed queries over the paged pools.
     /// q (T, H, Dh) already roped; out (T, H, Dh). See `AttentionBatch` for the index layout.
     func attention(q: Tensor, kPool: Tensor, vPool: Tensor, batch: AttentionBatch<Tensor>, out: Tensor,
                    heads: Int, kvHeads: Int, headDim: Int, slidingWindow: Int?) throws
-    /// The product that opens a sub-block, with its RMSNorm: out = rmsNorm(x; norm, eps) · Wᵀ, or
-    /// with `gated` (weight = [W₁; W₃] joined by rows, (2·outDim, inDim)) out =
-    /// silu(rmsNorm(x)·W₁ᵀ) * (rmsNorm(x)·W₃ᵀ). Why one op: at decode sizes a GPU computes the norm
+    /// The product that opens a sub-block, with its RMSNorm: out = rmsNorm(x; norm, eps) · Wᵀ
+    /// (rmsNorm(x)[t] = x[t] / sqrt(mean(x[t]²) + eps) · norm, in f32; W (outDim, inDim) as stored
+    /// by PyTorch's nn.Linear), or with `gated` (weight = [W₁; W₃] joined by rows, (2·outDim,
+    /// inDim)) out = silu(rmsNorm(x)·W₁ᵀ) * (rmsNorm(x)·W₃ᵀ). Why one op: at decode sizes a GPU computes the norm
     /// inside the product (the split warps of a row see all of x between them), saving a launch
     /// and the normed activation's round trip. x (T, inDim), norm (inDim), out (T, outDim).
     func normedMatmul(_ x: Tensor, norm: Tensor, eps: Float, weight: Tensor, out: Tensor,
@@ -90,26 +91,17 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// x (T, inDim), weight (outDim, inDim), out (T, outDim).
     func matmulAdd(_ x: Tensor, weight: Tensor, into out: Tensor, rows: Int, inDim: Int, outDim: Int) throws
     /// From the joined projection qkv (T, H + 2G, Dh) (q heads, then k heads, then v heads):
-    /// q (T, H, Dh) = rope(q part); the pools get rope(k part) and the v part at `slots[t]` (as
-    /// `rope` and `appendKV`). qkv is left as it was.
+    /// q (T, H, Dh) = rope(q part); the pools get rope(k part) and the v part at flat slot
+    /// `slots[t]` (= block · B + offset). rope is the interleaved (complex-pair) rotary embedding
+    /// of mistral-inference: pairs (x[2i], x[2i+1]) rotate by positions[t] · theta^(−2i/Dh).
+    /// qkv is left as it was.
     func ropeAppendKV(qkv: Tensor, q: Tensor, kPool: Tensor, vPool: Tensor, positions: Tensor, slots: Tensor,
                       rows: Int, heads: Int, kvHeads: Int, headDim: Int, theta: Float) throws
-    /// out = silu(gate) * up, elementwise over `count` elements.
-    func swiGLU(gate: Tensor, up: Tensor, out: Tensor, count: Int) throws
-    /// x += y over `count` elements (the residual stream).
-    func add(_ x: Tensor, _ y: Tensor, count: Int) throws
-    /// Mixtral routing, on the device: top-k over the gate logits (T, E), *then* softmax over the
-    /// k chosen logits (not softmax-then-top-k). ids (T, K) i32, weights (T, K) f32.
-    /// Ties pick the lower expert index (as torch.topk does on CPU).
-    func moeRoute(logits: Tensor, ids: Tensor, weights: Tensor, rows: Int, experts: Int, topK: Int) throws
-    /// out[t] = Σ_k weights[t,k] · w2[e] · (silu(w1[e]·x[t]) * (w3[e]·x[t])) with e = ids[t,k].
-    /// x, out (T, D); w1, w3 (E, F, D); w2 (E, D, F) — each a stacked upload.
-    func moeExperts(_ x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor, ids: Tensor, weights: Tensor,
-                    out: Tensor, rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws
     /// The whole mixture-of-experts feed-forward of a layer, added into the residual:
     /// out[t] += Σ_k weights[t,k] · w2[e] · (silu(w1[e]·x̂[t]) * (w3[e]·x̂[t])), e = ids[t,k], where
-    /// x̂ = rmsNorm(x; norm, eps), logits = x̂ · routerᵀ (T, E), and ids, weights = `moeRoute` of
-    /// the logits (top-k, *then* softmax over the k chosen; ties → lower index).
+    /// x̂ = rmsNorm(x; norm, eps), logits = x̂ · routerᵀ (T, E), and ids, weights the Mixtral
+    /// routing of the logits: top-k over the logits, *then* softmax over the k chosen (not
+    /// softmax-then-top-k); ties pick the lower expert index (as torch.topk on CPU).
     /// Why one op: the router, the routing and the residual add belong to the block, and a GPU
     /// can then merge launches at decode sizes (the router GEMV also writes x̂; routing and the
     /// grouping sort are one launch; the combine adds into the residual) with the norm, logits,
@@ -153,6 +145,24 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// Every rank's shard (rows, columns) side by side, on every rank: full (rows, N·columns) with
     /// rank r's shard in columns r·columns..<(r+1)·columns (e.g. logits split by vocabulary).
     func allGatherColumns(_ shard: Tensor, into full: Tensor, rows: Int, columns: Int) throws
+}
+
+/// The ops that read a weight matrix, as `ComputeBackend.supports` asks about them: the dtype is
+/// that of the op's matrix (the embedding table, the product's weight, the expert stacks). Norm
+/// vectors and the MoE router stay bf16/f16/f32 in every scheme (an FP8 model quantizes only the
+/// projections and experts), so they are not asked about.
+public enum WeightOp: String, CaseIterable, Sendable {
+    case embed, normedMatmul, matmulAdd, normedMoE
+}
+
+extension ComputeBackend {
+    /// Throws `BackendError.unsupported` naming the op, the dtype, the weight and the backend
+    /// when `supports(op, weights: dtype)` is false.
+    public func requireSupport(_ op: WeightOp, weights dtype: DType, for what: @autoclosure () -> String) throws {
+        guard supports(op, weights: dtype) else {
+            throw BackendError.unsupported("\(dtype.rawValue) weights for \(op.rawValue) (\(what())) on \(name)")
+        }
+    }
 }
 
 /// The columns of the `sample` op's per-row parameters, (R, `count`) f32.

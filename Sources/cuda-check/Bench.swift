@@ -3,28 +3,21 @@ import CUDABackend
 import CUDADriver
 import Dispatch
 import Model
+import ModelChecks
+import Roofline
 import Tensors
 
 /// Decode/prefill timing of real model shapes with seeded random bf16 weights (issue 6's
 /// measurements, until `mixtral-chat bench` exists): device-to-device copy bandwidth first (the
 /// roofline's denominator), then per batch size the prefill rate and the decode step time, with
-/// the bytes a step must read (weights touched + KV) over the measured bandwidth.
+/// the bytes a step must read (`Roofline.bytesPerDecodeStep`: weights touched + KV) over the
+/// measured bandwidth.
 struct Bench {
     let backend: CUDABackend
     let say: (String) -> Void
 
     /// Bytes read + written per second by a 1 GiB device-to-device copy (median of 10).
     func copyBandwidth() throws -> Double { try backend.measureCopyBandwidth() }
-
-    /// Bytes of weights one decode step reads: everything but the embedding table, with only the
-    /// experts hit (`expertsHit` per layer, at most E) for MoE.
-    static func weightBytes(_ c: ModelConfig, expertsHit: Int) -> Double {
-        let d = Double(c.dim), hd = Double(c.headDim)
-        let attn = d * hd * Double(c.nHeads) * 2 + d * hd * Double(c.nKVHeads) * 2
-        let ffnOne = 3 * d * Double(c.hiddenDim)
-        let ffn = c.moe.map { Double(min(expertsHit, $0.numExperts)) * ffnOne + d * Double($0.numExperts) } ?? ffnOne
-        return 2 * (Double(c.nLayers) * (attn + ffn + 2 * d) + d + d * Double(c.vocabSize))
-    }
 
     func run(label: String, config c: ModelConfig, batches: [Int], promptLength: Int, steps: Int, bandwidth: Double) throws {
         let source = try RandomWeights(config: c, seed: 5)
@@ -52,7 +45,7 @@ struct Bench {
             var last: [Int] = []
             for s in 0..<batch {
                 let l = try model.forward(PackedBatch(sequences: [.init(tokens: prompts[s], startPosition: 0, blockTable: tables[s])]))
-                last.append(argmaxF(l.row(0)))
+                last.append(argmax(l.row(0)))
             }
             let prefill = Double(DispatchTime.now().uptimeNanoseconds - p0) / 1e9
             var times: [Double] = []
@@ -61,13 +54,13 @@ struct Bench {
                 let s0 = DispatchTime.now().uptimeNanoseconds
                 let l = try model.forward(PackedBatch(sequences: seqs))
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9)
-                last = (0..<batch).map { argmaxF(l.row($0)) }
+                last = (0..<batch).map { argmax(l.row($0)) }
             }
             tables.forEach(model.kvBlocks.release)
             let median = times.dropFirst(3).sorted()[(times.count - 3) / 2]
-            let hit = c.moe.map { min($0.numExperts, batch * $0.numExpertsPerTok) } ?? 0
-            let kv = Double(batch * (promptLength + steps / 2) * c.nLayers * 2 * c.nKVHeads * c.headDim * 2)
-            let bytes = Self.weightBytes(c, expertsHit: hit) + kv
+            // The same roofline as `mixtral-chat bench` (experts expected under random routing).
+            let bytes = Double(Roofline.bytesPerDecodeStep(c, batch: batch, context: promptLength + steps / 2,
+                                                           kvBytesPerElement: backend.kvElementBytes))
             say(String(format: "  %5d | ", batch) + (decode ? "on            " : "off           ") + String(format: " | %13.0f | %14.3f | %11.1f | %17.2f | %5.1f%%",
                        Double(batch * promptLength) / prefill, median * 1e3, Double(batch) / median, bytes / 1e9,
                        100 * bytes / median / bandwidth))

@@ -1,7 +1,9 @@
+import BackendConformance
 import Checkpoints
 import CUDABackend
 import Foundation
 import Model
+import ModelChecks
 import Tensors
 
 /// Decode steps replayed from CUDA graphs must give the logits the same steps give when every
@@ -38,7 +40,7 @@ func checkStepGraphs(directory: URL, ordinal: Int, say: (String) -> Void) -> (pa
                 for step in 0..<12 {
                     let live = step < 8 ? 3 : 2
                     let seqs = (0..<live).map { s -> PackedBatch.Sequence in
-                        let token = argmaxF(next.row(s))
+                        let token = argmax(next.row(s))
                         return .init(tokens: [token], startPosition: lengths[s], blockTable: tables[s])
                     }
                     for s in 0..<live { lengths[s] += 1 }
@@ -49,7 +51,7 @@ func checkStepGraphs(directory: URL, ordinal: Int, say: (String) -> Void) -> (pa
             }
             let plain = try decode(graphs: false)
             let replayed = try decode(graphs: true)
-            let err = normalisedErrorF(replayed.logits.flatMap { $0 }, plain.logits.flatMap { $0 })
+            let err = normalisedError(replayed.logits.flatMap { $0 }, plain.logits.flatMap { $0 })
             record(err <= 1e-4 && replayed.recorded == 2,
                    "\(name): 12 decode steps replayed from \(replayed.recorded) recorded shapes vs launched op by op: err \(fmt(err)) (tol 1e-4)")
         } catch {

@@ -46,8 +46,8 @@ extension Bench {
         for (n, k) in [(14336, 4096), (4096, 14336), (4096, 4096), (1024, 4096), (32768, 4096)] {
             let weight = try w(n, k)
             for rows in [1, 4] {
-                try time("matmul T=\(rows) \(n)x\(k) bf16 (GEMV)", bytes: Double(n * k * 2)) {
-                    try backend.matmul(x, weight: weight, out: out, rows: rows, inDim: k, outDim: n)
+                try time("matmulAdd T=\(rows) \(n)x\(k) bf16 (GEMV)", bytes: Double(n * k * 2)) {
+                    try backend.matmulAdd(x, weight: weight, into: out, rows: rows, inDim: k, outDim: n)
                 }
             }
         }
@@ -56,8 +56,8 @@ extension Bench {
             let joined = try backend.upload(concatenatingRows: parts.map {
                 HostTensor.owning(rng.floats($0 * k, scale: 0.05), shape: [$0, k], dtype: .bf16) })
             let n = parts.reduce(0, +)
-            try time("matmul T=1 wqkv \(n)x\(k) joined (GEMV)", bytes: Double(n * k * 2)) {
-                try backend.matmul(x, weight: joined, out: out, rows: 1, inDim: k, outDim: n)
+            try time("matmulAdd T=1 wqkv \(n)x\(k) joined (GEMV)", bytes: Double(n * k * 2)) {
+                try backend.matmulAdd(x, weight: joined, into: out, rows: 1, inDim: k, outDim: n)
             }
         }
         let w13 = try w(2 * 14336, 4096)
@@ -72,25 +72,22 @@ extension Bench {
         try time("normedMatmul T=1 6144x4096 (GEMV, norm inside)", bytes: Double(6144 * 4096 * 2)) {
             try backend.normedMatmul(x, norm: norm, eps: 1e-5, weight: wqkv, out: out, rows: 1, inDim: 4096, outDim: 6144, gated: false)
         }
-        for (n, k) in [(4096, 4096), (4096, 14336)] {
-            let weight = try w(n, k)
-            try time("matmulAdd T=1 \(n)x\(k) (GEMV)", bytes: Double(n * k * 2)) {
-                try backend.matmulAdd(x, weight: weight, into: out, rows: 1, inDim: k, outDim: n)
-            }
-        }
-        try time("add n=1 (launch floor)", bytes: 0) { try backend.add(out, x, count: 1) }
-        try time("rmsNorm T=1 D=4096", bytes: 0) { try backend.rmsNorm(x, weight: norm, eps: 1e-5, out: out, rows: 1, dim: 4096) }
-        try time("add n=4096", bytes: 0) { try backend.add(x, out, count: 4096) }
+        let row0 = try backend.makeIndices(1)
+        try backend.write([Int32(0)], to: row0)
+        try time("gatherRows 1x1 (launch floor)", bytes: 0) { try backend.gatherRows(x, rows: row0, out: out, count: 1, dim: 1) }
         let pos = try backend.makeIndices(1)
         try backend.write([Int32(517)], to: pos)
-        try time("rope T=1 H=32 Dh=128", bytes: 0) { try backend.rope(x, positions: pos, rows: 1, heads: 32, headDim: 128, theta: 1e6) }
         // Attention: one sequence with 1024 cached tokens, 8 KV heads.
         let ctx = 1024, bs = 16
         let kPool = try backend.makeKVPool(blocks: ctx / bs, blockSize: bs, kvHeads: 8, headDim: 128)
         let vPool = try backend.makeKVPool(blocks: ctx / bs, blockSize: bs, kvHeads: 8, headDim: 128)
-        let kv = try act(ctx * 8 * 128), slots = try backend.makeIndices(ctx)
+        // Fill the pools: ropeAppendKV at position 0 (rotation by 0) writes k and v as they are.
+        let qkv = try act(ctx * (32 + 2 * 8) * 128), qOut = try act(ctx * 32 * 128)
+        let slots = try backend.makeIndices(ctx), zeros = try backend.makeIndices(ctx)
         try backend.write((0..<ctx).map(Int32.init), to: slots)
-        try backend.appendKV(k: kv, v: kv, kPool: kPool, vPool: vPool, slots: slots, rows: ctx, kvHeads: 8, headDim: 128)
+        try backend.write([Int32](repeating: 0, count: ctx), to: zeros)
+        try backend.ropeAppendKV(qkv: qkv, q: qOut, kPool: kPool, vPool: vPool, positions: zeros, slots: slots,
+                                 rows: ctx, heads: 32, kvHeads: 8, headDim: 128, theta: 1e6)
         let qs = try backend.makeIndices(2), cl = try backend.makeIndices(1), bt = try backend.makeIndices(ctx / bs), p = try backend.makeIndices(1)
         try backend.write([Int32(0), 1], to: qs); try backend.write([Int32(ctx)], to: cl)
         try backend.write((0..<Int32(ctx / bs)).map { $0 }, to: bt); try backend.write([Int32(ctx - 1)], to: p)

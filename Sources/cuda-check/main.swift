@@ -8,6 +8,7 @@ import Checkpoints
 import CPUBackend
 import CUDABackend
 import CUDADriver
+import ModelChecks
 import Tensors
 
 // cuda-check is what verifies the e4m3 kernels, which are opt-in elsewhere until it has passed.
@@ -25,10 +26,10 @@ let seed = option("--seed").flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64
 
 // Local dry run of the model checks on the CPU (validates this program where there is no GPU).
 if let dir = option("--cpu-model-check") {
-    var check = ModelCheck(makeBackend: { CPUBackend() }, referenceTolerance: 1e-4, selfTolerance: 1e-5, say: say)
-    var (passed, total) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa", "moe-hf-fp8"])
-    check.fp8 = true
-    let (fp8Passed, fp8Total) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+    var invariants = ForwardInvariants(tolerances: .init(reference: 1e-4, batched: 1e-5, cached: 1e-5)) { CPUBackend() }
+    var (passed, total) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names + ["moe-hf-fp8"], say: say)
+    invariants.fp8 = true
+    let (fp8Passed, fp8Total) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
     passed += fp8Passed
     total += fp8Total
     say("\(passed)/\(total) model checks passed on the CPU")
@@ -82,13 +83,13 @@ do {
         failures += results.filter { !$0.passed }.count
         total += results.count
         if path == .cublasLt {
-            // The MoE experts once more with each path pinned (automatic dispatch covers each at
-            // some sizes only).
+            // The MoE feed-forward once more with each expert path pinned (automatic dispatch
+            // covers each at some sizes only).
             for moe in [CUDABackend.MoEPath.tensorCore, .dense, .grouped] {
                 cuda.moePath = moe
-                say("== moeExperts with the \(moe.rawValue) path pinned")
+                say("== normedMoE with the \(moe.rawValue) path pinned")
                 var pinned = BackendConformance(test: cuda, reference: cpu, seed: seed)
-                let r = pinned.runAll(only: ["moeExperts", "normedMoE"]) { say("  \($0)") }
+                let r = pinned.runAll(only: ["normedMoE"]) { say("  \($0)") }
                 failures += r.filter { !$0.passed }.count
                 total += r.count
             }
@@ -123,14 +124,15 @@ do {
     if let dir = option("--models") {
         for (path, decode) in configurations {
             say("\n== tiny fixture models on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
-            let check = ModelCheck(makeBackend: { () throws -> CUDABackend in
-                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b },
-                                   referenceTolerance: path == .simt ? 5e-3 : 2e-2,
-                                   // With decode kernels on, one-row steps take the GEMV (f32 activations) and
-                                   // longer ones cuBLASLt (activations narrowed to bf16): cached-vs-recompute
-                                   // then compares two precision paths, so it gets the bf16-operand tolerance.
-                                   selfTolerance: decode ? 1e-2 : 1e-3, say: say)
-            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+            // With decode kernels on, one-row steps take the GEMV (f32 activations) and longer
+            // ones cuBLASLt (activations narrowed to bf16): cached-vs-recompute (and chunked
+            // prefill) then compare two precision paths, so they get the bf16-operand tolerance.
+            let selfTolerance = decode ? 1e-2 : 1e-3
+            let invariants = ForwardInvariants(tolerances: .init(reference: path == .simt ? 5e-3 : 2e-2, batched: selfTolerance,
+                                                                 cached: selfTolerance)) { () throws -> CUDABackend in
+                let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b
+            }
+            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
             failures += count - passed
             total += count
         }
@@ -138,13 +140,13 @@ do {
         // simulation of the scheme; and the native FP8 (compressed-tensors) fixture as stored.
         for (path, decode) in configurations {
             say("\n== tiny fixture models with fp8 (e4m3) weights on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off")")
-            var check = ModelCheck(makeBackend: { () throws -> CUDABackend in
-                                       let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b },
-                                   referenceTolerance: 2e-2, selfTolerance: 1e-2, say: say)
-            check.fp8 = true
-            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
-            check.fp8 = false
-            let (hfPassed, hfCount) = check.run(directory: URL(fileURLWithPath: dir), names: ["moe-hf-fp8"])
+            var invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) { () throws -> CUDABackend in
+                let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode; return b
+            }
+            invariants.fp8 = true
+            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
+            invariants.fp8 = false
+            let (hfPassed, hfCount) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: ["moe-hf-fp8"], say: say)
             failures += count - passed + hfCount - hfPassed
             total += count + hfCount
         }
@@ -152,10 +154,11 @@ do {
         do {
             let group = try NCCLGroup(ordinals: [ordinal])
             say("  NCCL \(group.nccl.version.map(String.init) ?? "?") loaded from \(group.nccl.library.path)")
-            var check = ModelCheck(makeBackend: { try CUDABackend(ordinal: ordinal, parallel: (group, 0)) },
-                                   referenceTolerance: 2e-2, selfTolerance: 1e-2, say: say)
-            check.groupOfOne = true
-            let (passed, count) = check.run(directory: URL(fileURLWithPath: dir), names: ["dense", "moe", "mqa"])
+            var invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) {
+                try CUDABackend(ordinal: ordinal, parallel: (group, 0))
+            }
+            invariants.groupOfOne = true
+            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
             failures += count - passed
             total += count
         } catch {

@@ -3,6 +3,7 @@ import Checkpoints
 import Foundation
 import Generation
 import Model
+import Roofline
 import Runtime
 
 /// Decode/prefill throughput on seeded random bf16 weights of a real model's shapes, reported
@@ -102,7 +103,7 @@ struct Bench: AsyncParsableCommand {
             print("device: \(lm.deviceName); measured copy bandwidth \(String(format: "%.1f", bandwidth)) GB/s (read + write)"
                   + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
             let format = options.runtime.quantization?.rawValue ?? "bf16"
-            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(BenchPresets.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
+            print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(Roofline.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
             if let mem = try device.memoryInfo() {
                 // After the weights and the KV pool are in place: what the pool got, and what is left.
                 let kvTokens = lm.kvBlocks.blockCount * lm.kvBlocks.blockSize
@@ -280,15 +281,15 @@ struct Bench: AsyncParsableCommand {
         times.sort()
         let stepSeconds = times.isEmpty ? .nan : times[times.count / 2]
         let context = promptLen + genLen / 2
-        let bytes = Double(BenchPresets.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes,
-                                                           quantization: model.quantize))
+        let bytes = Double(Roofline.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                       quantization: model.quantize))
         let achieved = bytes / stepSeconds / 1e9
         let fraction = achieved / bandwidth
         var fullConfig = c
         fullConfig.nLayers = fullLayers
-        let fullBytes = Double(BenchPresets.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes,
-                                                               quantization: model.quantize))
-        let prefillRate = Double(batch) * BenchPresets.prefillFLOPs(c, tokens: promptLen) / prefillSeconds
+        let fullBytes = Double(Roofline.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes,
+                                                           quantization: model.quantize))
+        let prefillRate = Double(batch) * Roofline.prefillFLOPs(c, tokens: promptLen) / prefillSeconds
         return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch, weights: model.quantize?.rawValue ?? "bf16",
                    prefill_tokens_per_s: Double(batch * promptLen) / prefillSeconds,
                    prefill_tflop_per_s: prefillRate / 1e12, measured_gemm_tflop_per_s: gemmRate.map { $0 / 1e12 },

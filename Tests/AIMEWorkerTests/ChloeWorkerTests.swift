@@ -7,6 +7,7 @@ import Generation
 import Model
 import Testing
 import Tokenizers
+import TestSupport
 
 /// The worker's real generation path: AIME job_data → `JobInput` → `InstructJobEncoder` (Chat) →
 /// `Engine` → the Chloe-tiny demo model (models/chloe-tiny) on the CPU, checked against
@@ -15,8 +16,7 @@ import Tokenizers
 enum ChloeFixtures {
     static let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let fixtures = testsDirectory.appendingPathComponent("Fixtures")
-    static let modelDirectory = testsDirectory.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("models/chloe-tiny")
+    static let modelDirectory = TestPaths.chloeTiny
 
     struct PromptCase: Decodable {
         var name: String
@@ -39,13 +39,6 @@ enum ChloeFixtures {
     static func tokenizer() throws -> SentencePieceTokenizer {
         try SentencePieceTokenizer(contentsOf: modelDirectory.appendingPathComponent("tokenizer.model.v3"))
     }
-}
-
-/// The SentencePiece streaming detokenizer as the Engine's decoder.
-struct DetokenizerDecoder: IncrementalDecoder {
-    var inner: StreamingDetokenizer
-    mutating func append(_ id: Int) -> String { inner.append(id) }
-    mutating func finish() -> String { inner.finish() }
 }
 
 @Suite("AIME worker with the Chloe-tiny model")
@@ -74,13 +67,9 @@ struct ChloeWorkerTests {
         let jobs = try ChloeFixtures.load("aime_chloe_jobs.json", as: [ChloeFixtures.ChloeJob].self)
         let tokenizer = try ChloeFixtures.tokenizer()
         let checkpoint = try MistralCheckpoint.load(directory: ChloeFixtures.modelDirectory)
-        let backend = CPUBackend(threads: 2)
-        let weights = try TransformerWeights(source: checkpoint, backend: backend)
-        let model = try Transformer(backend: backend, weights: weights, config: checkpoint.config,
-                                    maxBatchTokens: 256, maxBatchSequences: 8, maxSequenceLength: 256,
-                                    kvBlockCount: 160, kvBlockSize: 16)
-        let engine = Engine(model: model, stopTokens: [tokenizer.eosID],
-                            makeDecoder: { DetokenizerDecoder(inner: StreamingDetokenizer(tokenizer: tokenizer)) })
+        let model = try cpuTransformer(checkpoint, threads: 2, maxBatchTokens: 256, maxBatchSequences: 8, maxSequenceLength: 256,
+                                       kvBlockCount: 160, kvBlockSize: 16)
+        let engine = Engine(model: model, stopTokens: [tokenizer.eosID], makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         let runner = EngineJobRunner(engine: engine, encoder: InstructJobEncoder(try InstructEncoder(tokenizer: tokenizer)))
 
         let server = AIMETestServer(pollSeconds: 1)

@@ -6,6 +6,7 @@ import Generation
 import Model
 import NIOConcurrencyHelpers
 import Testing
+import TestSupport
 
 /// TEST DOUBLE model: a `LanguageModel` whose logits make token (last + 1) mod V the greedy
 /// choice, so the real `Engine`'s output for any prompt is known exactly. Each step takes 5 ms. It
@@ -102,8 +103,7 @@ struct EngineRunnerTests {
 /// tools/fixtures/make_tiny_models.py) with its greedy continuations from the independent numpy
 /// forward pass (tools/fixtures/reference_forward.py), run on the CPU backend.
 enum DenseFixture {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("ModelTests/Fixtures/dense")
+    static let directory = TestPaths.tinyModels.appendingPathComponent("dense")
 
     struct Reference: Decodable {
         var prompts: [[Int]]
@@ -115,12 +115,8 @@ enum DenseFixture {
     }
 
     static func model() throws -> Transformer<CPUBackend> {
-        let checkpoint = try MistralCheckpoint.load(directory: directory)
-        let backend = CPUBackend(threads: 2)
-        let weights = try TransformerWeights(source: checkpoint, backend: backend)
-        return try Transformer(backend: backend, weights: weights, config: checkpoint.config,
-                               maxBatchTokens: 96, maxBatchSequences: 4, maxSequenceLength: 64,
-                               kvBlockCount: 64, kvBlockSize: 4)
+        try cpuTransformer(try MistralCheckpoint.load(directory: directory), threads: 2, maxBatchTokens: 96,
+                           maxBatchSequences: 4, maxSequenceLength: 64, kvBlockCount: 64, kvBlockSize: 4)
     }
 }
 
@@ -135,18 +131,12 @@ struct ReferencePromptEncoder: JobPromptEncoder {
     }
 }
 
-/// TEST DOUBLE decoder: token n decodes to "<n>".
-struct AngleTokenDecoder: IncrementalDecoder {
-    mutating func append(_ id: Int) -> String { "<\(id)>" }
-    mutating func finish() -> String { "" }
-}
-
 extension EngineRunnerTests {
     @Test("a batch of jobs through the real Engine and the tiny dense model matches the numpy greedy reference")
     func tinyModelEndToEnd() async throws {
         let reference = try DenseFixture.reference()
         let model = try DenseFixture.model()
-        let engine = Engine(model: model, stopTokens: [], makeDecoder: { AngleTokenDecoder() })
+        let engine = Engine(model: model, stopTokens: [], makeDecoder: { AngleDecoder() })
         let server = AIMETestServer(pollSeconds: 1)
         try await server.start()
         var configuration = Harness.configuration(url: await server.url, maxBatch: 3)

@@ -3,6 +3,7 @@ import CPUBackend
 import Foundation
 import Generation
 import Testing
+import TestSupport
 
 /// A manual run against a real AIME API Server (not part of CI: it needs the server running).
 /// Enabled by `AIME_API_SERVER=http://127.0.0.1:7777`; the worker serves for
@@ -30,7 +31,7 @@ struct RealServerTests {
         let seconds = Int(environment["AIME_WORKER_SECONDS"] ?? "") ?? 60
         let reference = try DenseFixture.reference()
         let model = try DenseFixture.model()
-        let engine = Engine(model: model, stopTokens: [], makeDecoder: { AngleTokenDecoder() })
+        let engine = Engine(model: model, stopTokens: [], makeDecoder: { AngleDecoder() })
         let runner = MixedRunner(
             engine: EngineJobRunner(engine: engine, encoder: ReferencePromptEncoder(prompts: reference.prompts)),
             echo: EchoRunner(tokenDelay: .milliseconds(200)))

@@ -71,7 +71,7 @@ let cudaAvailability: CUDAAvailability = {
             return
         }
         let results = try CUDABackend.compileKernels(nvrtc: nvrtc, arch: "sm_90")
-        #expect(results.count == 9)
+        #expect(results.count == 10)
         for r in results { #expect(r.cubinBytes > 1000, "\(r.file): \(r.cubinBytes) bytes") }
     }
 

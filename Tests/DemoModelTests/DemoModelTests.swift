@@ -7,13 +7,13 @@ import Generation
 import Model
 import Testing
 import Tokenizers
+import TestSupport
 
 /// End to end on the trained demo model (models/chloe-tiny): tokenizer, v3 chat encoding, MoE
 /// forward pass, KV cache, scheduler and sampler together must reproduce what the model was
 /// trained to answer, and what PyTorch computed for it.
 @Suite(.serialized) struct DemoModelTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let modelDir = root.appendingPathComponent("models/chloe-tiny")
+    static let modelDir = TestPaths.chloeTiny
 
     struct Setup {
         let tokenizer: SentencePieceTokenizer
@@ -31,12 +31,10 @@ import Tokenizers
         let tokenizer = try SentencePieceTokenizer(contentsOf: tokenizerURL)
         let encoder = try InstructEncoder(tokenizer: tokenizer, version: InstructVersion.declared(byFile: tokenizerURL))
         #expect(encoder.version == .v3, "the demo tokenizer is v3 by its file name, as for mistral-common")
-        let backend = CPUBackend()
-        let weights = try TransformerWeights(source: ckpt, backend: backend)
         var config = ckpt.config
         if let slidingWindow { config.slidingWindow = slidingWindow }
-        let model = try Transformer(backend: backend, weights: weights, config: config, maxBatchTokens: 256,
-                                    maxBatchSequences: maxSequences, maxSequenceLength: 512, kvBlockCount: kvBlocks, kvBlockSize: 16)
+        let model = try cpuTransformer(ckpt, config: config, maxBatchTokens: 256, maxBatchSequences: maxSequences,
+                                       maxSequenceLength: 512, kvBlockCount: kvBlocks, kvBlockSize: 16)
         let engine = Engine(model: model, stopTokens: [tokenizer.eosID], prefixCaching: prefixCaching,
                             makeDecoder: { StreamingDetokenizer(tokenizer: tokenizer) })
         return Setup(tokenizer: tokenizer, encoder: encoder, model: model, engine: engine)

@@ -6,15 +6,15 @@ import Model
 import Runtime
 import Testing
 import Tokenizers
+import TestSupport
 
 /// `QuantizationComparison` (behind `mixtral-chat compare-quantization`): zero against itself,
 /// a small but non-zero divergence for fp8 against bf16 on the demo model, and its KL formula
 /// against a hand computation.
 @Suite struct QuantizationComparisonTests {
     static func model(_ source: any WeightSource) throws -> Transformer<CPUBackend> {
-        let backend = CPUBackend(threads: 2)
-        return try Transformer(backend: backend, weights: try TransformerWeights(source: source, backend: backend), config: source.config,
-                               maxBatchTokens: 256, maxBatchSequences: 1, maxSequenceLength: 512, kvBlockCount: 64, kvBlockSize: 16)
+        try cpuTransformer(source, threads: 2, maxBatchTokens: 256, maxBatchSequences: 1, maxSequenceLength: 512,
+                           kvBlockCount: 64, kvBlockSize: 16)
     }
 
     static func prompts() throws -> [[Int]] {

@@ -1,6 +1,7 @@
 import Generation
 import Model
 import Testing
+import TestSupport
 
 /// A forward pass that throws fails the requests of that step only; the engine goes on.
 @Suite struct EngineFailureTests {

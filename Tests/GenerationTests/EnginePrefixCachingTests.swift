@@ -1,6 +1,7 @@
 import Generation
 import Model
 import Testing
+import TestSupport
 
 /// Prefix caching through the Engine on the paged test double: a hit reads KV another request
 /// wrote, so any mistake in hashing, sharing or eviction changes the output.

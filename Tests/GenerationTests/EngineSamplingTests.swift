@@ -3,6 +3,7 @@ import Checkpoints
 import Generation
 import Model
 import Testing
+import TestSupport
 
 /// Sampling through the Engine: seeds, logprobs, penalties, ignore-EOS and unusable logits.
 @Suite struct EngineSamplingTests {

@@ -1,6 +1,7 @@
 import Generation
 import Model
 import Testing
+import TestSupport
 
 /// KV blocks on demand through the Engine: preemption must not change any output, a request
 /// that can never fit is refused at once, and the pool bounds a sequence's length.

@@ -2,6 +2,7 @@ import Foundation
 import Generation
 import Model
 import Testing
+import TestSupport
 
 @Suite struct EngineTests {
     func engine(_ model: ScriptedModel, eos: Set<Int> = [49], chunk: Int = 256) -> Engine {

@@ -45,12 +45,6 @@ final class ScriptedModel: LanguageModel, @unchecked Sendable {
     }
 }
 
-/// Decodes token n as "<n>" so text can be checked exactly.
-struct AngleDecoder: IncrementalDecoder {
-    mutating func append(_ id: Int) -> String { "<\(id)>" }
-    mutating func finish() -> String { "" }
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif

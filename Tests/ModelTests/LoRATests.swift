@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Model
+import ModelChecks
 import Tensors
 import Testing
 

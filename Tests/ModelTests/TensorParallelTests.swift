@@ -1,6 +1,7 @@
 import CPUBackend
 import Checkpoints
 import Model
+import ModelChecks
 import Tensors
 import Testing
 

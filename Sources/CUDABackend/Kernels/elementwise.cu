@@ -1,12 +1,6 @@
 // Elementwise and row-copy kernels. Shapes in each comment; one thread per element (grid-stride).
 #include "common.cuh"
 
-// out = silu(gate) * up; gate, up, out (n) f32.
-extern "C" __global__ void swiglu_f32(const float* gate, const float* up, float* out, long long n) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        out[i] = silu(gate[i]) * up[i];
-}
-
 // out[t, n] = silu(both[t, n]) * both[t, F + n]: the gated FFN from a product with [w1; w3].
 // both (T, 2F), out (T, F) f32.
 extern "C" __global__ void swiglu_split_f32(const float* both, float* out, int rows, int hidden) {
@@ -52,12 +46,6 @@ extern "C" __global__ void gather_rows_f32(const float* x, const int* rows, floa
 extern "C" __global__ void convert_f32_to_bf16(const float* in, bf16_t* out, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         out[i] = f32_to_bf16(in[i]);
-}
-
-// Widens a bf16 buffer to f32 (reading back the KV pool); in, out (n).
-extern "C" __global__ void convert_bf16_to_f32(const bf16_t* in, float* out, long long n) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        out[i] = bf16_to_f32(in[i]);
 }
 
 // out[t, :] = table[ids[t], :]; ids (T) i32, table (V, D) weight dtype, out (T, D) f32.

@@ -1,0 +1,88 @@
+import Foundation
+import CUDADriver
+import Tensors
+
+/// The settings that choose kernels: set from the environment at start, changed by checks and
+/// benchmarks through these properties (each change is seen by the next op).
+extension CUDABackend {
+    /// The `MIXTRAL_*` variables read once at start, for tuning runs and A/B checks; the device's
+    /// capabilities are checked against them in `init`.
+    struct EnvironmentSettings {
+        /// `MIXTRAL_PDL=0`: no programmatic dependent launch.
+        let programmaticLaunch: Bool
+        /// `MIXTRAL_GEMV_BLOCKS_PER_SM` (1...32, default 8): see `gemvBlocksPerSM`.
+        let gemvBlocksPerSM: Int
+        /// `MIXTRAL_MOE_PATH` (a `MoEPath` raw value; default `.automatic`).
+        let moePath: MoEPath
+        /// `MIXTRAL_CUDA_GRAPHS=0`: no step graphs.
+        let stepGraphs: Bool
+
+        init(_ environment: [String: String]) {
+            programmaticLaunch = environment["MIXTRAL_PDL"] != "0"
+            gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 8
+            moePath = environment["MIXTRAL_MOE_PATH"].flatMap(MoEPath.init(rawValue:)) ?? .automatic
+            stepGraphs = environment["MIXTRAL_CUDA_GRAPHS"] != "0"
+        }
+    }
+
+    /// How `matmul` multiplies.
+    public enum MatmulPath: String, Sendable {
+        /// cuBLASLt, bf16 × bf16 → f32 (weights must be bf16).
+        case cublasLt
+        /// The SIMT kernel in matmul.cu (any weight dtype, f32 activations).
+        case simt
+    }
+
+    /// How the MoE experts run past the GEMV sizes (bf16 weights, cuBLASLt matmul path).
+    public enum MoEPath: String, Sendable, CaseIterable {
+        /// By step size: `dense` up to `moeDenseMaxTokens` tokens, then `grouped`, or `tensorCore`
+        /// while a replayable step is recorded (the grouped path reads the counts on the host).
+        case automatic
+        /// The mma.sync kernels of moe.cu over the pairs grouped by expert (no host sync).
+        case tensorCore
+        /// Every expert on every token by cuBLASLt, the routing weights applied in the sum.
+        case dense
+        /// Each expert's gathered tokens by cuBLASLt (one host sync per call).
+        case grouped
+    }
+
+    /// Which path `matmul` takes for bf16 weights (f16/f32 weights always take `.simt`). Also picks
+    /// the MoE experts for more than 16 pairs: `.cublasLt` → the tensor-core kernels (moe_mma_*,
+    /// bf16 operands), `.simt` → the SIMT tile kernels (f32 activations).
+    public var matmulPath: MatmulPath {
+        get { lock.withLock { preferredMatmul } }
+        set { lock.withLock { preferredMatmul = (newValue == .cublasLt && blas == nil) ? .simt : newValue } }
+    }
+
+    /// Whether the small-batch kernels are used: GEMV for matmuls of ≤ 4 rows (bf16 weights),
+    /// GEMV-style MoE experts for ≤ 16 (token, expert) pairs, split-KV attention when the
+    /// (token, KV head) grid is too small to fill the GPU, and the tensor-core prefill attention
+    /// for steps of ≥ 64 query tokens (`prefillAttentionTiles`). Off: the general kernels
+    /// everywhere (the conformance suite runs both ways).
+    public var decodeKernels: Bool {
+        get { lock.withLock { decodeKernelsEnabled } }
+        set { lock.withLock { decodeKernelsEnabled = newValue } }
+    }
+
+    /// Which MoE expert path runs past the GEMV sizes; `.automatic` unless a check or benchmark
+    /// pins one (`MIXTRAL_MOE_PATH` sets the start value). A pinned `.grouped` still takes the
+    /// tensor-core kernels while a step is recorded.
+    public var moePath: MoEPath {
+        get { lock.withLock { moePathSetting } }
+        set { lock.withLock { moePathSetting = newValue } }
+    }
+
+    /// Whether pure decode steps (one token per sequence) are recorded as CUDA graphs and
+    /// replayed (`replayable`). On by default where the driver has graphs;
+    /// `MIXTRAL_CUDA_GRAPHS=0` turns it off.
+    public var stepGraphs: Bool {
+        get { lock.withLock { graphsEnabled } }
+        set {
+            lock.withLock { graphsEnabled = newValue && device.api.cuGraphLaunch != nil }
+            if !newValue { dropGraphs() }
+        }
+    }
+
+    /// Number of instantiated step recordings (for checks and reports).
+    public var recordedSteps: Int { lock.withLock { graphs.count } }
+}
