@@ -511,12 +511,7 @@ class Soak:
         print(f"requests {total} ({total / elapsed:.1f}/s), generated tokens {m.get('mixtral_generation_tokens_total', 0):.0f} "
               f"({m.get('mixtral_generation_tokens_total', 0) / elapsed:.0f}/s), preemptions {m.get('mixtral_preemptions')}, "
               f"engine steps {m.get('mixtral_engine_steps')}, failed steps {m.get('mixtral_failed_steps')}")
-        print("\n".join(self.tally.lines("  ")))
-        print("\n".join(rss_lines))
-        for f in self.tally.failures[:50]:
-            print("FAIL:", f)
-        print("serve soak:", "PASS" if not self.tally.failures else f"FAIL ({self.tally.counts['FAIL']} violations)")
-        return 0 if not self.tally.failures else 1
+        return self.tally.verdict("serve soak", rss_lines)
 
 
 def main():

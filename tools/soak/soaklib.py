@@ -107,3 +107,12 @@ class Tally:
     def lines(self, prefix: str = "") -> list[str]:
         with self.lock:
             return [f"{prefix}{k}: {v}" for k, v in sorted(self.counts.items())]
+
+    def verdict(self, name: str, rss_lines: list[str]) -> int:
+        """Prints the counters, the memory lines, the first failures and PASS/FAIL; the exit status."""
+        print("\n".join(self.lines("  ")))
+        print("\n".join(rss_lines))
+        for f in self.failures[:50]:
+            print("FAIL:", f)
+        print(f"{name}:", "PASS" if not self.failures else f"FAIL ({self.counts['FAIL']} violations)")
+        return 0 if not self.failures else 1

@@ -203,12 +203,7 @@ class WorkerSoak:
               f"{elapsed / 60:.1f} min, seed {self.args.seed}")
         print(f"jobs {jobs} ({jobs / elapsed:.2f}/s), generated tokens {self.tally.counts['generated_tokens']} "
               f"({self.tally.counts['generated_tokens'] / elapsed:.0f}/s), server requests {self.server.requests}")
-        print("\n".join(self.tally.lines("  ")))
-        print("\n".join(rss_lines))
-        for f in self.tally.failures[:50]:
-            print("FAIL:", f)
-        print("worker soak:", "PASS" if not self.tally.failures else f"FAIL ({self.tally.counts['FAIL']} violations)")
-        return 0 if not self.tally.failures else 1
+        return self.tally.verdict("worker soak", rss_lines)
 
 
 def main():
