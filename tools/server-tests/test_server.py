@@ -414,3 +414,28 @@ def test_readme_example(client):
     text = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
         model="chloe-tiny", messages=messages, tools=[weather], temperature=0, stream=True) if chunk.choices)
     assert text == "It is 21 degrees and sunny in Oslo."
+
+
+def test_tensor_parallel_server_answers_as_one_rank(client):
+    """`serve --tp 2` (the demo model split over two CPU ranks) gives the greedy answers, tool call
+    and logprobs of the one-rank session server."""
+    s = Server("--tp", "2", "--max-batch-size", "4")
+    try:
+        split = openai.OpenAI(base_url=s.base + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        weather = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+        for messages, tools in [(ask("Who are you?"), None), (ask("What is 3 plus 4?"), None),
+                                ([{"role": "user", "content": "What is the weather in Oslo?"}], [weather])]:
+            extra = {"tools": tools} if tools else {}
+            a = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40,
+                                               logprobs=True, top_logprobs=2, **extra)
+            b = split.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=40,
+                                              logprobs=True, top_logprobs=2, **extra)
+            assert b.choices[0].message.content == a.choices[0].message.content
+            assert [(t.function.name, t.function.arguments) for t in b.choices[0].message.tool_calls or []] == \
+                   [(t.function.name, t.function.arguments) for t in a.choices[0].message.tool_calls or []]
+            if a.choices[0].logprobs and a.choices[0].logprobs.content:
+                for x, y in zip(a.choices[0].logprobs.content, b.choices[0].logprobs.content):
+                    assert x.token == y.token and abs(x.logprob - y.logprob) < 1e-3
+    finally:
+        assert s.stop() == 0
