@@ -63,6 +63,28 @@ public enum ConformanceTolerance {
     public static let bf16Operands = 1e-2
     public static let f32 = 1e-4
     public static let exact = 1e-6
+    /// Products whose activations the test backend rounds to e4m3 (FP8 tensor cores) against a
+    /// reference that keeps them in f32: 3 mantissa bits give each element ≈ 2.5% rms relative
+    /// error, a gated or MoE product two such roundings (x and h); wrong scales, rows or experts
+    /// are errors of order 1.
+    public static let fp8Activations = 8e-2
+}
+
+/// Which e4m3 products of the backend under test round their activations to e4m3 (dynamic
+/// per-row scales) rather than keeping them in f32 as the reference does: the FP8 cases then
+/// feed the reference the same rounded activations where the op allows it (matmulAdd), and
+/// compare at `ConformanceTolerance.fp8Activations` where it doesn't (the norm or the SwiGLU
+/// sits between the input and the rounding).
+public struct FP8ActivationRounding: Sendable {
+    /// (rows, inDim, outDim, norm dtype or nil for matmulAdd) → rounds.
+    public var product: @Sendable (Int, Int, Int, DType?) -> Bool
+    /// (tokens, dim, hidden, experts, topK) → rounds.
+    public var experts: @Sendable (Int, Int, Int, Int, Int) -> Bool
+    public init(product: @escaping @Sendable (Int, Int, Int, DType?) -> Bool,
+                experts: @escaping @Sendable (Int, Int, Int, Int, Int) -> Bool) {
+        self.product = product
+        self.experts = experts
+    }
 }
 
 /// Runs every `ComputeBackend` model op on `test` and on `reference` with the same fresh random inputs
@@ -75,6 +97,8 @@ public struct BackendConformance<Test: ComputeBackend, Reference: ComputeBackend
     public let reference: Reference
     public let seed: UInt64
     var rng: SplitMix64
+    /// Set when the backend under test quantizes some e4m3 products' activations (nil: none).
+    public var fp8Rounding: FP8ActivationRounding?
 
     public init(test: Test, reference: Reference, seed: UInt64) {
         self.test = test

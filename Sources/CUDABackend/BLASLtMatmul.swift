@@ -1,8 +1,9 @@
 import Foundation
 import CUDADriver
 
-/// out = x · Wᵀ through cuBLASLt, bf16 operands, f32 accumulation, f32 or bf16 output; optionally
-/// a strided batch of such products (the MoE experts).
+/// out = x · Wᵀ through cuBLASLt, bf16 operands (or e4m3 ones, `Problem.fp8`: Hopper's FP8 tensor
+/// cores, with unit scales; the caller applies the row scales), f32 accumulation, f32 or bf16
+/// output; optionally a strided batch of such products (the MoE experts).
 ///
 /// Row-major to cuBLAS's column-major: W (N, K) row-major is a K×N column-major matrix, used
 /// transposed (op A = T); x (T, K) row-major (row stride `xRowStride`) is K×T column-major (op
@@ -29,6 +30,8 @@ final class BLASLtMatmul: @unchecked Sendable {
     struct Problem: Hashable {
         var rows: Int, inDim: Int, outDim: Int
         var bf16Output = false
+        /// Both operands e4m3 (FP8 requires the TN layout used here, 16-byte aligned rows).
+        var fp8 = false
         var batch = 1
         var xRowStride: Int? = nil
         var xBatchStride = 0, weightBatchStride = 0, outBatchStride = 0
@@ -92,9 +95,10 @@ final class BLASLtMatmul: @unchecked Sendable {
             var transA = CuBLASLt.opT, transB = CuBLASLt.opN
             try api.check(api.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransA, &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
             try api.check(api.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransB, &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
-            let a = try layout(CuBLASLt.dataTypeBF16, rows: key.inDim, cols: key.outDim, ld: key.inDim,
+            let operand = key.fp8 ? CuBLASLt.dataTypeE4M3 : CuBLASLt.dataTypeBF16
+            let a = try layout(operand, rows: key.inDim, cols: key.outDim, ld: key.inDim,
                                batch: key.batch, stride: key.weightBatchStride, "W")
-            let b = try layout(CuBLASLt.dataTypeBF16, rows: key.inDim, cols: key.rows, ld: key.xRowStride ?? key.inDim,
+            let b = try layout(operand, rows: key.inDim, cols: key.rows, ld: key.xRowStride ?? key.inDim,
                                batch: key.batch, stride: key.xBatchStride, "x")
             let c = try layout(key.bf16Output ? CuBLASLt.dataTypeBF16 : CuBLASLt.dataTypeF32, rows: key.outDim, cols: key.rows,
                                ld: key.outDim, batch: key.batch, stride: key.outBatchStride, "out")

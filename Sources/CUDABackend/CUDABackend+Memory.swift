@@ -31,12 +31,6 @@ extension CUDABackend {
         guard matrixDTypes.contains(dtype) else {
             throw BackendError.unsupported("\(dtype.rawValue) weights on CUDA")
         }
-        // The e4m3 kernels compile (NVRTC, in CI) and their conformance cases pass on the CPU,
-        // but they have not yet run on a GPU: until cuda-check has passed them there, they are
-        // opt-in (cuda-check opts in to check them).
-        if dtype == .e4m3, ProcessInfo.processInfo.environment["MIXTRAL_CUDA_FP8"] != "1" {
-            throw BackendError.unsupported("fp8 (e4m3) weights on CUDA: the FP8 kernels have not passed cuda-check on a GPU yet; set MIXTRAL_CUDA_FP8=1 to use them anyway, or load with --device cpu")
-        }
     }
 
     public func upload(_ weight: HostTensor) throws -> CUDATensor {

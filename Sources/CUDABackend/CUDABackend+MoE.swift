@@ -115,7 +115,7 @@ extension CUDABackend {
 
     /// The experts past the GEMV sizes (ids/weights routed and offsets/sorted filled by the
     /// caller): for bf16 weights the cuBLASLt paths (`cublasMoEPath`) or the tensor-core kernels,
-    /// else the SIMT tile kernels; then out = (or +=, with `accumulate`) the weighted combine.
+    /// for e4m3 cuBLASLt on FP8 tensor cores, else the SIMT tile kernels; then out = (or +=, with `accumulate`) the weighted combine.
     /// x (T, D) f32, or `narrowed`: x already in bf16 (T, D) for the tensor paths, in which case
     /// x itself is not read by them.
     private func groupedExperts(_ x: CUDATensor, narrowed xb: CUdeviceptr? = nil, w1: CUDATensor, w2: CUDATensor, w3: CUDATensor,
@@ -124,7 +124,8 @@ extension CUDABackend {
                                 rows: Int, dim: Int, hidden: Int, experts: Int, topK: Int) throws {
         let pairs = rows * topK
         let shape = MoEShape(tokens: rows, dim: dim, hidden: hidden, experts: experts, topK: topK)
-        switch groupedExpertsPath(experts: w1.dtype, rows: rows, dim: dim, hidden: hidden) {
+        let path = groupedExpertsPath(experts: w1.dtype, rows: rows, dim: dim, hidden: hidden)
+        switch path {
         case .dense:
             guard let blas else { throw BackendError.device("MoE experts: cuBLASLt path chosen without cuBLASLt") }
             try moeDense(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
@@ -133,6 +134,11 @@ extension CUDABackend {
             guard let blas else { throw BackendError.device("MoE experts: cuBLASLt path chosen without cuBLASLt") }
             try moeGrouped(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
                            offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, blas: blas)
+        case .denseFP8, .groupedFP8:
+            guard let blas else { throw BackendError.device("MoE experts: cuBLASLt FP8 path chosen without cuBLASLt") }
+            try moeFP8(xb ?? narrowed(x, count: rows * dim), w1: w1, w2: w2, w3: w3, ids: ids, weights: weights,
+                       offsets: offsets, sorted: sorted, out: out, accumulate: accumulate, shape, grouped: path == .groupedFP8,
+                       blas: blas)
         case .tensorCore:
             // Tensor-core experts: x narrowed to bf16 once, h kept in bf16 (its slot is big enough).
             let xb = try xb ?? narrowed(x, count: rows * dim)   // (T, D) bf16

@@ -140,7 +140,8 @@ extension CUDABackend {
             try launch(kernel, grid: grid, programmatic: true, arguments)
             return
         }
-        let blasPath = generalProductPath(weight: weight.dtype) == .cublasLt
+        // The cuBLASLt paths can accumulate (in the epilogue, or the FP8 scale pass).
+        let blasPath = generalProductPath(weight: weight.dtype, inDim: inDim, outDim: weightRows) != .simt
         switch mode {
         case .store:
             try generalProduct(x, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
@@ -158,11 +159,15 @@ extension CUDABackend {
         }
     }
 
-    /// out (T, N) (+)= x (T, K) · W (N, K)ᵀ by cuBLASLt (bf16 weights) or the SIMT kernel (which
-    /// only stores; `accumulate` needs the cuBLASLt path).
+    /// out (T, N) (+)= x (T, K) · W (N, K)ᵀ by cuBLASLt (bf16 or, on FP8 tensor cores, e4m3
+    /// weights) or the SIMT kernel (which only stores; `accumulate` needs a cuBLASLt path).
     private func generalProduct(_ x: CUDATensor, _ weight: CUDATensor, into out: CUdeviceptr, rows: Int, inDim: Int,
                                 outDim: Int, accumulate: Bool) throws {
-        switch generalProductPath(weight: weight.dtype) {
+        switch generalProductPath(weight: weight.dtype, inDim: inDim, outDim: outDim) {
+        case .cublasLtFP8:
+            guard let blas else { throw BackendError.device("product: cuBLASLt FP8 path chosen without cuBLASLt") }
+            try fp8Product(x.pointer, weight, into: out, rows: rows, inDim: inDim, outDim: outDim, accumulate: accumulate,
+                           blas: blas)
         case .cublasLt:
             guard let blas else { throw BackendError.device("product: cuBLASLt path chosen without cuBLASLt") }
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)

@@ -8,6 +8,9 @@ extension CUDABackend {
     enum ScratchSlot: Hashable {
         case activationBF16, moeHidden, moeOut, moeOffsets, moeSorted, moeInputBF16, moeGate, moeUp, moeGathered, moeRowOf, blasWorkspace, attnMax, attnSum, attnAcc, productOut, normed
         case moeIDs, moeWeights, moeNormed, moeLogits
+        /// FP8 tensor-core products: e4m3 activation rows and their scales, the unscaled product
+        /// of an accumulating one; the MoE experts' e4m3 x and h rows and their scales.
+        case activationE4M3, activationScales, fp8Product, moeInputE4M3, moeInputScales, moeHiddenE4M3, moeHiddenScales
         /// The `sample` op's penalised copy of the logits rows, (R, V) f32.
         case samplePenalised
     }

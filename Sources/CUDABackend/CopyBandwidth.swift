@@ -34,28 +34,34 @@ extension CUDABackend {
 }
 
 extension CUDABackend {
-    /// bf16 × bf16 → f32 matrix-product rate through cuBLASLt on an n×n×n product (median of 10
-    /// after 2 warm-ups), in FLOP/s: the denominator of the prefill ratio, measured in the same
-    /// run as the prefill it judges. Nil without cuBLASLt.
-    public func measureGEMMRate(n: Int = 8192) throws -> Double? {
-        guard let blas else { return nil }
-        let a = try allocate(dtype: .bf16, shape: [n, n]), b = try allocate(dtype: .bf16, shape: [n, n])
+    /// bf16 × bf16 → f32 (or, `fp8`, e4m3 × e4m3 → f32 on FP8 tensor cores) matrix-product rate
+    /// through cuBLASLt on an n×n×n product (median of 10 after 2 warm-ups), in FLOP/s: the
+    /// denominator of the prefill ratio, measured in the same run as the prefill it judges. Nil
+    /// without cuBLASLt (or without FP8 tensor cores).
+    public func measureGEMMRate(n: Int = 8192, fp8: Bool = false) throws -> Double? {
+        guard let blas, !fp8 || fp8TensorCores else { return nil }
+        let a = try allocate(dtype: fp8 ? .e4m3 : .bf16, shape: [n, n]), b = try allocate(dtype: fp8 ? .e4m3 : .bf16, shape: [n, n])
         let c = try allocate(dtype: .f32, shape: [n, n])
-        // Random-looking bf16 bits (power on zeros is lower, so never time zeros): fill a and b
-        // from a f32 buffer of values in (-1, 1).
+        // Random-looking operand bits (power on zeros is lower, so never time zeros): fill a and b
+        // from a f32 buffer of values in (-1, 1), narrowed to bf16 or quantized to e4m3 by rows.
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         let values = (0..<(n * n)).map { _ -> Float in
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
         }
         try write(values, to: c)
+        let scales = try scratch(.activationScales, bytes: n * 4)
         for t in [a, b] {
-            try launch(.convertToBF16, grid: gridFor(n * n), [.pointer(c.pointer), .pointer(t.pointer), .int64(Int64(n * n))])
+            if fp8 {
+                try launch(.quantizeE4M3(.f32), grid: (n, 1, 1), [.pointer(c.pointer), .pointer(t.pointer), .pointer(scales), .int32(Int32(n))])
+            } else {
+                try launch(.convertToBF16, grid: gridFor(n * n), [.pointer(c.pointer), .pointer(t.pointer), .int64(Int64(n * n))])
+            }
         }
         let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
+        let problem = BLASLtMatmul.Problem(rows: n, inDim: n, outDim: n, fp8: fp8)
         let median = try medianSeconds(stream: stream) {
-            try blas.multiply(x: a.pointer, weight: b.pointer, out: c.pointer, rows: n, inDim: n, outDim: n,
-                              workspace: workspace, stream: stream)
+            try blas.multiply(problem, x: a.pointer, weight: b.pointer, out: c.pointer, workspace: workspace, stream: stream)
         }
         return 2 * Double(n) * Double(n) * Double(n) / median
     }

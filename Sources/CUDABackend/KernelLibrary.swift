@@ -6,7 +6,7 @@ import Tensors
 enum KernelFile: String, CaseIterable, Sendable {
     /// attention: the general paged kernel and its split merge; attention_decode: flash-decoding
     /// (one query token per sequence); attention_prefill: tensor-core prefill.
-    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, gemv, matmul, moe, rmsnorm, rope, sampling
+    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, fp8, gemv, matmul, moe, rmsnorm, rope, sampling
 
     var source: String {
         let bytes: [UInt8]
@@ -15,6 +15,7 @@ enum KernelFile: String, CaseIterable, Sendable {
         case .attentionDecode: bytes = PackageResources.attention_decode_cu
         case .attentionPrefill: bytes = PackageResources.attention_prefill_cu
         case .elementwise: bytes = PackageResources.elementwise_cu
+        case .fp8: bytes = PackageResources.fp8_cu
         case .gemv: bytes = PackageResources.gemv_cu
         case .matmul: bytes = PackageResources.matmul_cu
         case .moe: bytes = PackageResources.moe_cu
@@ -60,6 +61,10 @@ enum Kernel: Hashable, Sendable {
     case attentionDecode(headDim: Int, group: Int), attentionDecodeMerge
     /// The `sample` op (sampling.cu): one block per logits row.
     case sampleRows
+    /// FP8 prefill on tensor cores (fp8.cu): activation rows (f32 or bf16) to e4m3 with a scale
+    /// each, the scales applied to a cuBLASLt e4m3 product, and the MoE experts' fused SwiGLU
+    /// (scales in, h quantized out) and down-product scaling.
+    case quantizeE4M3(DType), fp8ScaleEpilogue, moeSwiGLUE4M3, moeScaleDownE4M3
 
     var file: KernelFile {
         switch self {
@@ -119,6 +124,10 @@ enum Kernel: Hashable, Sendable {
         case .attentionDecode(let headDim, let group): return "attention_decode_d\(headDim)_q\(group)"
         case .attentionDecodeMerge: return "attention_decode_merge"
         case .sampleRows: return "sample_rows"
+        case .quantizeE4M3(let t): return "quantize_rows_e4m3_\(t.rawValue)"
+        case .fp8ScaleEpilogue: return "fp8_scale_epilogue"
+        case .moeSwiGLUE4M3: return "moe_swiglu_e4m3"
+        case .moeScaleDownE4M3: return "moe_scale_down_e4m3"
         }
     }
 
@@ -136,6 +145,7 @@ enum Kernel: Hashable, Sendable {
         // e4m3 (the FP8 scheme): the matrix kernels only; norms, embeddings and the router stay bf16.
         for r in 1...4 { list += [.gemvE4M3(r), .gemvAddE4M3(r), .gemvNormE4M3(r), .gemvNormSwiGLUE4M3(r)] }
         list += [.moeGemvGateUpE4M3, .moeGemvDownE4M3, .matmul(.e4m3), .moeGateUp(.e4m3), .moeDown(.e4m3)]
+        list += [.quantizeE4M3(.f32), .quantizeE4M3(.bf16), .fp8ScaleEpilogue, .moeSwiGLUE4M3, .moeScaleDownE4M3]
         return list
     }
 }

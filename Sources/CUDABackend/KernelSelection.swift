@@ -5,9 +5,10 @@ import Tensors
 /// means adding rows here (and the kernels they name); the ops stay one switch each.
 ///
 /// Rows for e4m3 weights (the FP8 scheme, docs/fp8.md): the GEMV paths as bf16 (their e4m3
-/// kernels dequantise in the kernel); past them the SIMT tile kernels (`matmul_e4m3`,
-/// `moe_gate_up_e4m3` / `moe_down_e4m3`), since cuBLASLt and the tensor-core MoE kernels here
-/// take bf16 operands and a bf16 copy of the weights is never made.
+/// kernels dequantise in the kernel); past them, on GPUs with FP8 tensor cores (sm_89 and up),
+/// cuBLASLt e4m3 × e4m3 with the activations quantized per row (fp8.cu, CUDABackend+FP8GEMM),
+/// else the SIMT tile kernels (`matmul_e4m3`, `moe_gate_up_e4m3` / `moe_down_e4m3`). A bf16
+/// copy of the weights is never made.
 ///
 /// The thresholds, in one place. Where they come from is in docs/gpu-notes.md.
 enum KernelLimits {
@@ -30,6 +31,11 @@ enum KernelLimits {
     static let moeNormRouteMaxSharedBytes = 48 * 1024
     /// Weight dtypes the GEMVs and MoE GEMV experts read (bf16, and e4m3 with row scales).
     static let gemvWeights: Set<DType> = [.bf16, .e4m3]
+    /// FP8 tensor cores: Ada (8.9) and Hopper (9.0) on.
+    static let fp8MinCapability = (major: 8, minor: 9)
+    /// cuBLASLt FP8 wants every row of its operands 16-byte aligned: K (and the MoE hidden size)
+    /// a multiple of 16 codes; N a multiple of 16 keeps the scale pass's 4-wide rows aligned.
+    static let fp8Alignment = 16
 }
 
 /// How `normedMatmul` runs.
@@ -57,6 +63,9 @@ enum GeneralProductPath: Equatable {
     case cublasLt
     /// The SIMT tile kernel of matmul.cu (f32 activations); only stores.
     case simt
+    /// cuBLASLt on FP8 tensor cores: x quantized to e4m3 per row, the scales applied after
+    /// (`fp8_scale_epilogue`, which can accumulate).
+    case cublasLtFP8
 }
 
 /// How `normedMoE` opens and which expert family follows.
@@ -79,6 +88,9 @@ enum GroupedExpertsPath: Equatable {
     case tensorCore
     /// The SIMT tile kernels of moe.cu (f32 activations, any weight dtype).
     case simt
+    /// e4m3 experts on FP8 tensor cores through cuBLASLt, as `dense` (graph-safe) and `grouped`
+    /// (one host sync), the scales fused into the SwiGLU and one pass over y (fp8.cu).
+    case denseFP8, groupedFP8
 }
 
 extension CUDABackend {
@@ -102,9 +114,20 @@ extension CUDABackend {
         return .general
     }
 
-    /// The general product's kernel for a weight dtype under the current settings.
-    func generalProductPath(weight: DType) -> GeneralProductPath {
-        weight == .bf16 && matmulPath == .cublasLt && blas != nil ? .cublasLt : .simt
+    /// Whether e4m3 products past the GEMVs run on FP8 tensor cores (cuBLASLt selected and
+    /// loaded, sm_89 or later).
+    public var fp8TensorCores: Bool {
+        let cc = device.computeCapability, least = KernelLimits.fp8MinCapability
+        return matmulPath == .cublasLt && blas != nil && (cc.major, cc.minor) >= (least.major, least.minor)
+    }
+
+    /// The general product's kernel for a weight (outDim, inDim) under the current settings.
+    func generalProductPath(weight: DType, inDim: Int, outDim: Int) -> GeneralProductPath {
+        if weight == .bf16, matmulPath == .cublasLt, blas != nil { return .cublasLt }
+        if weight == .e4m3, fp8TensorCores, inDim % KernelLimits.fp8Alignment == 0, outDim % KernelLimits.fp8Alignment == 0 {
+            return .cublasLtFP8
+        }
+        return .simt
     }
 
     /// The opening of `normedMoE` for `rows` tokens (pairs = rows · topK).
@@ -123,12 +146,22 @@ extension CUDABackend {
     /// Whether the grouped experts of a step take a bf16-operand path (cuBLASLt or tensor cores),
     /// which read x narrowed to bf16 rather than the f32 normed rows.
     func moeTensorPaths(experts weight: DType, dim: Int, hidden: Int) -> Bool {
-        weight == .bf16 && matmulPath == .cublasLt && blas != nil && device.computeCapability.major >= 8
+        if weight == .e4m3 { return fp8Experts(dim: dim, hidden: hidden) }
+        return weight == .bf16 && matmulPath == .cublasLt && blas != nil && device.computeCapability.major >= 8
             && dim % 8 == 0 && hidden % 8 == 0
+    }
+
+    /// Whether e4m3 experts run on FP8 tensor cores (both products' K and N 16-aligned).
+    func fp8Experts(dim: Int, hidden: Int) -> Bool {
+        fp8TensorCores && dim % KernelLimits.fp8Alignment == 0 && hidden % KernelLimits.fp8Alignment == 0
     }
 
     /// The grouped experts' kernels for a step of `rows` tokens.
     func groupedExpertsPath(experts weight: DType, rows: Int, dim: Int, hidden: Int) -> GroupedExpertsPath {
+        if weight == .e4m3 {
+            guard fp8Experts(dim: dim, hidden: hidden) else { return .simt }
+            return cublasMoEPath(tokens: rows, mmaFits: false) == .grouped ? .groupedFP8 : .denseFP8
+        }
         let tensorPaths = weight == .bf16 && matmulPath == .cublasLt && device.computeCapability.major >= 8
         let mmaFits = dim % MoEMMATile.dimMultiple == 0 && hidden % MoEMMATile.hiddenMultiple == 0
         if tensorPaths, blas != nil, dim % 8 == 0, hidden % 8 == 0 {
@@ -139,5 +172,21 @@ extension CUDABackend {
             }
         }
         return tensorPaths && mmaFits ? .tensorCore : .simt
+    }
+
+    /// Whether an e4m3 product (normed with a `norm` weight, or matmulAdd for nil) of `rows`
+    /// rows rounds its activations to e4m3: the FP8 tensor-core path (for conformance).
+    public func fp8RoundsProduct(rows: Int, inDim: Int, outDim: Int, norm: DType?) -> Bool {
+        let general = norm.map { normedMatmulPath(weight: .e4m3, norm: $0, rows: rows, inDim: inDim) != .gemv }
+            ?? (productPath(weight: .e4m3, rows: rows, inDim: inDim, mode: .store) == .general)
+        return general && generalProductPath(weight: .e4m3, inDim: inDim, outDim: outDim) == .cublasLtFP8
+    }
+
+    /// Whether normedMoE with e4m3 experts (bf16 router and norm) rounds x and h to e4m3.
+    public func fp8RoundsExperts(tokens: Int, dim: Int, hidden: Int, experts: Int, topK: Int) -> Bool {
+        guard normedMoEPath(experts: .e4m3, router: .bf16, norm: .bf16, rows: tokens, dim: dim, hidden: hidden,
+                            experts: experts, topK: topK) != .decode else { return false }
+        let path = groupedExpertsPath(experts: .e4m3, rows: tokens, dim: dim, hidden: hidden)
+        return path == .denseFP8 || path == .groupedFP8
     }
 }

@@ -22,6 +22,8 @@ public struct CuBLASLt: @unchecked Sendable {
     public static let dataTypeF32: Int32 = 0
     public static let dataTypeF16: Int32 = 2
     public static let dataTypeBF16: Int32 = 14
+    /// CUDA_R_8F_E4M3.
+    public static let dataTypeE4M3: Int32 = 28
     // cublasComputeType_t
     public static let computeF32: Int32 = 68
     // cublasLtMatmulDescAttributes_t

@@ -11,8 +11,9 @@ public struct RuntimeDevice: Sendable {
     public let build: @Sendable (any WeightSource, RuntimeOptions) throws -> any LanguageModel
     /// Copy bandwidth in GB/s.
     public let measureBandwidth: @Sendable () throws -> Double
-    /// bf16 matrix-product rate in FLOP/s (nil where there is no tensor-core GEMM to measure).
-    public let measureGEMMRate: @Sendable () throws -> Double?
+    /// bf16 (or, given true, FP8 e4m3) matrix-product rate in FLOP/s (nil where there is no
+    /// tensor-core GEMM of that kind to measure).
+    public let measureGEMMRate: @Sendable (_ fp8: Bool) throws -> Double?
     /// Bytes of one cached K or V element (the backend's).
     public let kvBytesPerElement: Int
     /// Device memory (free, total) in bytes now; nil on the CPU (host memory is not the limit
@@ -38,7 +39,7 @@ public struct RuntimeDevice: Sendable {
                     }
                 },
                 measureBandwidth: { try CPUMemoryBandwidth.measure(backend: backend) },
-                measureGEMMRate: { nil },
+                measureGEMMRate: { _ in nil },
                 kvBytesPerElement: backend.kvElementBytes,
                 memoryInfo: { nil },
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
@@ -58,7 +59,7 @@ public struct RuntimeDevice: Sendable {
                     }
                 },
                 measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
-                measureGEMMRate: { try backend.measureGEMMRate() },
+                measureGEMMRate: { try backend.measureGEMMRate(fp8: $0) },
                 kvBytesPerElement: backend.kvElementBytes,
                 memoryInfo: { try backend.memoryInfo() },
                 timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })
@@ -77,7 +78,7 @@ public struct RuntimeDevice: Sendable {
                 }
             },
             measureBandwidth: { try backend.measureCopyBandwidth() / 1e9 },
-            measureGEMMRate: { try backend.measureGEMMRate() },
+            measureGEMMRate: { try backend.measureGEMMRate(fp8: $0) },
             kvBytesPerElement: backend.kvElementBytes,
             memoryInfo: { try backend.memoryInfo() },   // rank 0's GPU
             timeSampling: { try SamplerBenchmark.secondsPerCall(backend, rows: $0, vocabularySize: $1, row: $2, logprobs: $3, repeats: 21) })

@@ -11,9 +11,6 @@ import CUDADriver
 import ModelChecks
 import Tensors
 
-// cuda-check is what verifies the e4m3 kernels, which are opt-in elsewhere until it has passed.
-setenv("MIXTRAL_CUDA_FP8", "1", 1)
-
 /// Unbuffered output: if a kernel crashes the process, everything before it is still in the log.
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 let arguments = CommandLine.arguments.dropFirst()
@@ -55,6 +52,15 @@ let availability = CUDAProbe.probe()
 say("probe: \(availability)")
 guard availability.isAvailable else { exit(2) }
 
+/// The FP8 cases' view of which e4m3 products the backend rounds to e4m3 (nil without FP8
+/// tensor cores under the current settings).
+func fp8Rounding(_ cuda: CUDABackend) -> FP8ActivationRounding? {
+    guard cuda.fp8TensorCores else { return nil }
+    return FP8ActivationRounding(
+        product: { cuda.fp8RoundsProduct(rows: $0, inDim: $1, outDim: $2, norm: $3) },
+        experts: { cuda.fp8RoundsExperts(tokens: $0, dim: $1, hidden: $2, experts: $3, topK: $4) })
+}
+
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try body()
@@ -79,6 +85,7 @@ do {
         cuda.decodeKernels = decode
         say("\n== conformance vs \(cpu.name), matmul path \(cuda.matmulPath.rawValue), decode kernels \(decode ? "on" : "off"), seed \(seed)")
         var suite = BackendConformance(test: cuda, reference: cpu, seed: seed)
+        suite.fp8Rounding = fp8Rounding(cuda)
         let results = suite.runAll { say("  \($0)") }
         failures += results.filter { !$0.passed }.count
         total += results.count
@@ -89,7 +96,8 @@ do {
                 cuda.moePath = moe
                 say("== normedMoE with the \(moe.rawValue) path pinned")
                 var pinned = BackendConformance(test: cuda, reference: cpu, seed: seed)
-                let r = pinned.runAll(only: ["normedMoE"]) { say("  \($0)") }
+                pinned.fp8Rounding = fp8Rounding(cuda)
+                let r = pinned.runAll(only: ["normedMoE", "fp8 weights"]) { say("  \($0)") }
                 failures += r.filter { !$0.passed }.count
                 total += r.count
             }

@@ -97,11 +97,15 @@ struct Bench: AsyncParsableCommand {
         let device = try RuntimeDevice.make(options.runtime, quiet: json)
         let lm = try device.build(source, options.runtime)
         let bandwidth = try device.measureBandwidth()
-        let gemmRate = try device.measureGEMMRate()
+        let bf16Rate = try device.measureGEMMRate(false)
+        // FP8 weights: prefill runs on FP8 tensor cores, so it is judged against their rate.
+        let fp8Rate = options.runtime.quantization == .fp8 ? try device.measureGEMMRate(true) : nil
+        let gemmRate = fp8Rate ?? bf16Rate
         try warmUp(lm, batches: batches, vocabSize: config.vocabSize)
         if !json {
             print("device: \(lm.deviceName); measured copy bandwidth \(String(format: "%.1f", bandwidth)) GB/s (read + write)"
-                  + (gemmRate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? ""))
+                  + (bf16Rate.map { String(format: ", bf16 GEMM %.0f TFLOP/s (8192³, cuBLASLt)", $0 / 1e12) } ?? "")
+                  + (fp8Rate.map { String(format: ", FP8 GEMM %.0f TFLOP/s (e4m3, the prefill reference)", $0 / 1e12) } ?? ""))
             let format = options.runtime.quantization?.rawValue ?? "bf16"
             print("preset \(preset), \(config.nLayers)/\(fullLayers) layers, weights \(String(format: "%.2f", Double(Roofline.weightBytes(config, options.runtime.quantization)) / 1e9)) GB \(format)")
             if let mem = try device.memoryInfo() {

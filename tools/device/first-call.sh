@@ -4,8 +4,7 @@
 cd "$(dirname "$0")/../.."   # repository root; the tarball is .device/run/run.tar.xz (git-ignored)
 R=$PWD
 mkdir -p /tmp/b && tar xJf .device/run/run.tar.xz -C /tmp/b
-# MIXTRAL_CUDA_FP8=1: this call is what verifies the (opt-in) CUDA FP8 kernels.
-export MIXTRAL_CUDA_FP8=1 LD_LIBRARY_PATH=/tmp/b/lib MIXTRAL_KERNEL_CACHE=/tmp/kc MIXTRAL_CHAT_DEMO_DIR=$R/models/chloe-tiny NCCL_NVLS_ENABLE=0
+export LD_LIBRARY_PATH=/tmp/b/lib MIXTRAL_KERNEL_CACHE=/tmp/kc MIXTRAL_CHAT_DEMO_DIR=$R/models/chloe-tiny NCCL_NVLS_ENABLE=0
 B=/tmp/b/mixtral-chat
 t() { local name=$1 lim=$2; shift 2; local s=$(date +%s); stdbuf -oL timeout $lim "$@" > $OUT/$name.log 2>&1; echo "[rc=$?, $(( $(date +%s)-s )) s] $*" | tee -a $OUT/$name.log; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt

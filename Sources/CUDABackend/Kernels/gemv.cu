@@ -192,8 +192,8 @@ __device__ void gemv_impl(const float* x, const typename WC::T* w, float* out, i
         s *= scale;
         u *= scale;
         if (WC::SCALED) {
-            s *= wscale[n];
-            if (MODE == SWIGLU) u *= wscale[N + n];
+            s = s * E4M3_UNBIAS * wscale[n];
+            if (MODE == SWIGLU) u = u * E4M3_UNBIAS * wscale[N + n];
         }
         float* o = out + (long long)lane * N + n;
         if (MODE == STORE) *o = s;
@@ -237,7 +237,7 @@ GEMV(1) GEMV(2) GEMV(3) GEMV(4)
 
 // The same four products with e4m3 weights and their row scales `ws` (N; 2N for the SwiGLU pair,
 // as the rows are joined), dequantised in the kernel: 8-byte loads of 8 codes per lane, widened
-// to f32 (e4m3_to_f32), the dot accumulated in f32 and multiplied by the row's scale once.
+// to f32 ×2⁻¹²⁰ (unpack8_e4m3), the dot accumulated in f32 and multiplied by E4M3_UNBIAS and the row scale once.
 #define GEMV_E4M3(R) \
     extern "C" __global__ void __launch_bounds__(256) gemv_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, int split, \
                                                                      const float* ws) \
@@ -298,8 +298,8 @@ __device__ __forceinline__ uint2 ld_weight8(const uint2* p) {
 #endif
 }
 
-// acc += Σ_{i<8} w[i] * x[i] for 8 e4m3 codes (unscaled) and two float4 of activations, in
-// fma8's order.
+// acc += Σ_{i<8} w[i] · 2⁻¹²⁰ · x[i] for 8 e4m3 codes (unpack8_e4m3; the caller multiplies the
+// dot by E4M3_UNBIAS and the row scale) and two float4 of activations, in fma8's order.
 __device__ __forceinline__ void fma8_e4m3(uint2 w, float4 a, float4 b, float& acc) {
     float f[8];
     unpack8_e4m3(w, f);
@@ -403,13 +403,13 @@ __device__ __forceinline__ void moe_gemv_pass(const float* act, int actDiv, cons
     for (int r = 0; r < R; ++r) {
         if (SWIGLU_OUT) {
             float g = warp_sum(acc[0][r]), u = warp_sum(acc[NR - 1][r]);
-            if (WC::SCALED) { g *= sc[0]; u *= sc[NR - 1]; }
+            if (WC::SCALED) { g = g * E4M3_UNBIAS * sc[0]; u = u * E4M3_UNBIAS * sc[NR - 1]; }
             if (lane == 0) out[(long long)p[r] * N + n] = silu(g) * u;
         } else {
 #pragma unroll
             for (int q = 0; q < NR; ++q) {
                 float s = warp_sum(acc[q][r]);
-                if (WC::SCALED) s *= sc[q];
+                if (WC::SCALED) s = s * E4M3_UNBIAS * sc[q];
                 if (lane == q && n + q < rows) out[(long long)p[r] * N + n + q] = s;
             }
         }
