@@ -16,12 +16,16 @@ extension CUDABackend {
         let moePath: MoEPath
         /// `MIXTRAL_CUDA_GRAPHS=0`: no step graphs.
         let stepGraphs: Bool
+        /// `MIXTRAL_FP8_TENSOR_CORES=0`: e4m3 products past the GEMVs keep f32 activations (the
+        /// SIMT kernels), as the CPU reference does, instead of FP8 tensor cores.
+        let fp8TensorCores: Bool
 
         init(_ environment: [String: String]) {
             programmaticLaunch = environment["MIXTRAL_PDL"] != "0"
             gemvBlocksPerSM = environment["MIXTRAL_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 8
             moePath = environment["MIXTRAL_MOE_PATH"].flatMap(MoEPath.init(rawValue:)) ?? .automatic
             stepGraphs = environment["MIXTRAL_CUDA_GRAPHS"] != "0"
+            fp8TensorCores = environment["MIXTRAL_FP8_TENSOR_CORES"] != "0"
         }
     }
 
@@ -70,6 +74,14 @@ extension CUDABackend {
     public var moePath: MoEPath {
         get { lock.withLock { moePathSetting } }
         set { lock.withLock { moePathSetting = newValue } }
+    }
+
+    /// Whether e4m3 products past the GEMV sizes may run on FP8 tensor cores (activations rounded
+    /// to e4m3 per row, `fp8TensorCores`); off, they keep f32 activations (the SIMT kernels,
+    /// the CPU reference's numbers, far slower). On by default; `MIXTRAL_FP8_TENSOR_CORES=0`.
+    public var fp8TensorCoreProducts: Bool {
+        get { lock.withLock { fp8TensorCoresEnabled } }
+        set { lock.withLock { fp8TensorCoresEnabled = newValue } }
     }
 
     /// Whether pure decode steps (one token per sequence) are recorded as CUDA graphs and

@@ -27,6 +27,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     var preferredMatmul: MatmulPath
     var decodeKernelsEnabled = true
     var moePathSetting: MoEPath
+    var fp8TensorCoresEnabled: Bool
     var graphsEnabled: Bool
     var recording = false
     var capturing = false
@@ -91,6 +92,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
             && (Int(device.arch.dropFirst(3)) ?? 0) >= 90
         gemvBlocksPerSM = settings.gemvBlocksPerSM
         moePathSetting = settings.moePath
+        fp8TensorCoresEnabled = settings.fp8TensorCores
         graphsEnabled = settings.stepGraphs && device.api.cuGraphLaunch != nil
             && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
             && device.api.cuGraphInstantiateWithFlags != nil

@@ -79,6 +79,7 @@ enum Kernel: Hashable, Sendable {
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         case .gemvE4M3, .gemvAddE4M3, .gemvNormE4M3, .gemvNormSwiGLUE4M3, .moeGemvGateUpE4M3, .moeGemvDownE4M3: return .gemv
         case .sampleRows: return .sampling
+        case .quantizeE4M3, .fp8ScaleEpilogue, .moeSwiGLUE4M3, .moeScaleDownE4M3: return .fp8
         }
     }
 

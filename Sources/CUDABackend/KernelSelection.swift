@@ -114,11 +114,12 @@ extension CUDABackend {
         return .general
     }
 
-    /// Whether e4m3 products past the GEMVs run on FP8 tensor cores (cuBLASLt selected and
-    /// loaded, sm_89 or later).
+    /// Whether e4m3 products past the GEMVs run on FP8 tensor cores (allowed by
+    /// `fp8TensorCoreProducts`, cuBLASLt selected and loaded, sm_89 or later).
     public var fp8TensorCores: Bool {
         let cc = device.computeCapability, least = KernelLimits.fp8MinCapability
-        return matmulPath == .cublasLt && blas != nil && (cc.major, cc.minor) >= (least.major, least.minor)
+        return fp8TensorCoreProducts && matmulPath == .cublasLt && blas != nil
+            && (cc.major, cc.minor) >= (least.major, least.minor)
     }
 
     /// The general product's kernel for a weight (outDim, inDim) under the current settings.

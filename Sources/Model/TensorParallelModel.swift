@@ -1,4 +1,5 @@
 import Checkpoints
+import Dispatch
 import Tensors
 
 /// One model split over N ranks (`TensorShard`), each a `Transformer` on its own backend, stepped
@@ -48,6 +49,27 @@ public final class TensorParallelModel<Backend: ComputeBackend>: LanguageModel, 
         return tokens.value ?? []
     }
 
+    /// Seconds one all-reduce of `elements` f32 takes on this group, as a step issues them:
+    /// `perRound` back to back on every rank with one device synchronization at the end, the
+    /// median round over `perRound` (after a warm-up round). What a step's 2 per layer cost on
+    /// their own, for `bench --tp`.
+    public func secondsPerAllReduce(elements: Int, perRound: Int = 32, rounds: Int = 5) throws -> Double {
+        let buffers = try ranks.map { try $0.backend.makeActivation([max(1, elements)]) }
+        let ranks = self.ranks, count = max(1, perRound)
+        let round: @Sendable (Int) throws -> Void = { r in
+            for _ in 0..<count { try ranks[r].backend.allReduceSum(buffers[r], into: buffers[r], count: elements) }
+            try ranks[r].backend.synchronize()
+        }
+        try together(round)
+        var times: [Double] = []
+        for _ in 0..<max(1, rounds) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try together(round)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(count))
+        }
+        return times.sorted()[times.count / 2]
+    }
+
     /// Runs every rank's part at once. When one fails, the others are released from their
     /// collectives (`group.abort`), and the group is reset once all are back, so a failed step
     /// fails its requests and the next step runs normally.
@@ -66,4 +88,38 @@ public final class TensorParallelModel<Backend: ComputeBackend>: LanguageModel, 
 private final class RankZeroResult<Value>: @unchecked Sendable {
     // @unchecked: written by rank 0 during the step and read once the step is over.
     var value: Value?
+}
+
+/// A model whose steps run collectives (tensor parallelism, or a group of one), as `bench`
+/// reports it without knowing the backend type.
+public protocol RankedModel {
+    /// Ranks whose collectives a step runs; 0 for a model on one device without a group.
+    var collectiveRanks: Int { get }
+    func secondsPerAllReduce(elements: Int, perRound: Int, rounds: Int) throws -> Double
+}
+
+extension TensorParallelModel: RankedModel {
+    public var collectiveRanks: Int { ranks.count }
+}
+
+extension Transformer: RankedModel {
+    public var collectiveRanks: Int { shard.collective ? 1 : 0 }
+
+    /// As `TensorParallelModel.secondsPerAllReduce`, on this rank alone (a group of one).
+    public func secondsPerAllReduce(elements: Int, perRound: Int = 32, rounds: Int = 5) throws -> Double {
+        let buffer = try backend.makeActivation([max(1, elements)])
+        let count = max(1, perRound)
+        func round() throws {
+            for _ in 0..<count { try backend.allReduceSum(buffer, into: buffer, count: elements) }
+            try backend.synchronize()
+        }
+        try round()
+        var times: [Double] = []
+        for _ in 0..<max(1, rounds) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try round()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(count))
+        }
+        return times.sorted()[times.count / 2]
+    }
 }

@@ -71,12 +71,24 @@ public enum Roofline {
     /// every attention weight, the norms and the router, the experts the batch is expected to
     /// touch (`expectedExpertsTouched`, per layer), the output matrix, the batch's embedding
     /// rows, and each sequence's cached K and V (`kvBytesPerElement` each).
+    ///
+    /// With `ranks` N > 1 (tensor parallelism, `TensorShard`), the bytes each GPU reads: its
+    /// 1/N of the heads (KV heads replicated when there are fewer than N), of every expert's
+    /// hidden rows and of the vocabulary, with the norms, the router and the embedding rows
+    /// replicated; the step's time is the slowest rank's, so this over one GPU's bandwidth is
+    /// the roofline of the N-GPU step.
     public static func bytesPerDecodeStep(_ c: ModelConfig, batch: Int, context: Int, kvBytesPerElement: Int,
-                                          quantization: WeightQuantization? = nil) -> Int {
+                                          quantization: WeightQuantization? = nil, ranks: Int = 1) -> Int {
+        let n = max(1, ranks)
         let expertsTouched = c.moe.map { expectedExpertsTouched(experts: $0.numExperts, topK: $0.numExpertsPerTok, batch: batch) } ?? 1
-        let perLayer = Double(attentionBytes(c, quantization) + 2 * c.dim * 2 + (c.moe?.numExperts ?? 0) * c.dim * 2)
-            + expertsTouched * Double(expertBytes(c, quantization))
-        let kv = Double(batch * context * 2 * c.nLayers * c.nKVHeads * c.headDim * kvBytesPerElement)
-        return Int(Double(c.nLayers) * perLayer + Double(c.vocabSize * c.dim * 2 + batch * c.dim * 2) + kv)
+        let kvHeads = c.nKVHeads >= n ? c.nKVHeads / n : 1
+        let qkvRows = (c.nHeads / n + 2 * kvHeads) * c.headDim
+        let attention = matrixBytes(elements: qkvRows * c.dim, rows: qkvRows, quantization)
+            + matrixBytes(elements: c.dim * (c.nHeads / n) * c.headDim, rows: c.dim, quantization)
+        let expert = matrixBytes(elements: 3 * c.dim * (c.hiddenDim / n), rows: 2 * (c.hiddenDim / n) + c.dim, quantization)
+        let perLayer = Double(attention + 2 * c.dim * 2 + (c.moe?.numExperts ?? 0) * c.dim * 2)
+            + expertsTouched * Double(expert)
+        let kv = Double(batch * context * 2 * c.nLayers * kvHeads * c.headDim * kvBytesPerElement)
+        return Int(Double(c.nLayers) * perLayer + Double((c.vocabSize / n) * c.dim * 2 + batch * c.dim * 2) + kv)
     }
 }

@@ -50,6 +50,12 @@ struct Bench: AsyncParsableCommand {
         var decode_step_ms: Double, decode_tokens_per_s_per_seq: Double, decode_tokens_per_s_total: Double
         var bytes_per_step: Double, achieved_gb_per_s: Double, measured_bandwidth_gb_per_s: Double, fraction_of_bandwidth: Double
         var full_model_projected_tokens_per_s_per_seq: Double?
+        /// Tensor parallelism: ranks (GPUs), and the all-reduces of a decode step timed alone (2
+        /// per layer of batch × dim f32). bytes_per_step is then per GPU and fraction_of_bandwidth
+        /// is of one GPU's measured bandwidth, i.e. of the N-GPU roofline.
+        var ranks: Int = 1
+        var allreduce_us: Double? = nil
+        var allreduce_ms_per_step: Double? = nil
     }
 
     func run() async throws {
@@ -126,6 +132,11 @@ struct Bench: AsyncParsableCommand {
                 print(String(format: "          decode step %8.2f ms  %7.2f tok/s/seq  %8.1f tok/s total | %.2f GB/step  %.1f GB/s = %.0f%% of measured",
                              row.decode_step_ms, row.decode_tokens_per_s_per_seq,
                              row.decode_tokens_per_s_total, row.bytes_per_step / 1e9, row.achieved_gb_per_s, 100 * row.fraction_of_bandwidth))
+                if let us = row.allreduce_us, let perStep = row.allreduce_ms_per_step {
+                    print(String(format: "          %d ranks: %.2f GB/step per GPU; all-reduce of %d×%d f32 (%.0f KiB) %.1f µs alone, 2 per layer = %.2f ms/step (%.0f%% of the step)",
+                                 row.ranks, row.bytes_per_step / 1e9, b, config.dim, Double(b * config.dim * 4) / 1024, us, perStep,
+                                 100 * perStep / row.decode_step_ms))
+                }
                 if let p = row.full_model_projected_tokens_per_s_per_seq, config.nLayers != fullLayers {
                     print(String(format: "          projection for all %d layers at the same bandwidth fraction: %.2f tok/s/seq", fullLayers, p))
                 }
@@ -285,14 +296,17 @@ struct Bench: AsyncParsableCommand {
         times.sort()
         let stepSeconds = times.isEmpty ? .nan : times[times.count / 2]
         let context = promptLen + genLen / 2
+        let ranked = (lm as? any RankedModel).flatMap { $0.collectiveRanks > 0 ? $0 : nil }
+        let ranks = ranked?.collectiveRanks ?? 1
         let bytes = Double(Roofline.bytesPerDecodeStep(c, batch: batch, context: context, kvBytesPerElement: kvBytes,
-                                                       quantization: model.quantize))
+                                                       quantization: model.quantize, ranks: ranks))
+        let allReduce = try ranked?.secondsPerAllReduce(elements: batch * c.dim, perRound: 32, rounds: 5)
         let achieved = bytes / stepSeconds / 1e9
         let fraction = achieved / bandwidth
         var fullConfig = c
         fullConfig.nLayers = fullLayers
         let fullBytes = Double(Roofline.bytesPerDecodeStep(fullConfig, batch: batch, context: context, kvBytesPerElement: kvBytes,
-                                                           quantization: model.quantize))
+                                                           quantization: model.quantize, ranks: ranks))
         let prefillRate = Double(batch) * Roofline.prefillFLOPs(c, tokens: promptLen) / prefillSeconds
         return Row(device: lm.deviceName, preset: preset, layers: c.nLayers, batch: batch, weights: model.quantize?.rawValue ?? "bf16",
                    prefill_tokens_per_s: Double(batch * promptLen) / prefillSeconds,
@@ -302,6 +316,8 @@ struct Bench: AsyncParsableCommand {
                    decode_tokens_per_s_total: Double(batch) / stepSeconds,
                    bytes_per_step: bytes, achieved_gb_per_s: achieved, measured_bandwidth_gb_per_s: bandwidth,
                    fraction_of_bandwidth: fraction,
-                   full_model_projected_tokens_per_s_per_seq: fraction * bandwidth * 1e9 / fullBytes)
+                   full_model_projected_tokens_per_s_per_seq: fraction * bandwidth * 1e9 / fullBytes,
+                   ranks: ranks, allreduce_us: allReduce.map { $0 * 1e6 },
+                   allreduce_ms_per_step: allReduce.map { $0 * Double(2 * c.nLayers) * 1e3 })
     }
 }

@@ -51,4 +51,19 @@ import Roofline
         // FP8: projections and experts 1 byte an element + 4 bytes per output row.
         #expect(Roofline.expertBytes(c, .fp8) == 384 + (2 * 16 + 8) * 4)
     }
+
+    /// Per GPU of a 2-rank split of the same model, by hand: 1 of the 2 query heads, the one KV
+    /// head replicated, half of each expert's hidden rows and of the vocabulary; norms, router
+    /// and embedding rows whole.
+    @Test func decodeBytesPerRankOfATensorParallelSplit() {
+        let c = ModelConfig(dim: 8, nLayers: 2, headDim: 4, hiddenDim: 16, nHeads: 2, nKVHeads: 1,
+                            normEps: 1e-5, vocabSize: 10, ropeTheta: 1e6, moe: .init(numExperts: 4, numExpertsPerTok: 2))
+        // wqkv (1 + 2)·4 rows × 8 + wo 8 rows × 4 columns = 128 elements; an expert 3 · 8 · 8.
+        let attention = 128 * 2, norms = 2 * 8 * 2, router = 4 * 8 * 2, expert = 3 * 8 * 8 * 2
+        let kv = 2 * 5 * 2 * 2 * 1 * 4 * 2   // the KV head is on both ranks
+        let expected = 2 * (attention + norms + router + 3 * expert) + 5 * 8 * 2 + 2 * 8 * 2 + kv
+        #expect(Roofline.bytesPerDecodeStep(c, batch: 2, context: 5, kvBytesPerElement: 2, ranks: 2) == expected)
+        #expect(Roofline.bytesPerDecodeStep(c, batch: 2, context: 5, kvBytesPerElement: 2, ranks: 1)
+                == Roofline.bytesPerDecodeStep(c, batch: 2, context: 5, kvBytesPerElement: 2))
+    }
 }
