@@ -4,38 +4,43 @@
 # communicator of one), eval-demo (bf16, fp8, --gpus 0), bench bf16 against fp8 (Mixtral-8x7B on 8
 # layers, Mistral-7B) at batch 1 and 64 and a 2048-token prefill; with .device/base/run.tar.xz
 # (an earlier build, tools/device/pack.sh), the same bf16 benches with it, in the same call.
-# Run with carry [".device/run"] (and ".device/base"); logs go to $OUT.
+# Run with carry [".device/run"] (and ".device/base"); the logs come back as $OUT/logs.tar.gz.
 cd "$(dirname "$0")/../.."   # repository root
 R=$PWD
 mkdir -p /tmp/b && tar xJf .device/run/run.tar.xz -C /tmp/b
 export LD_LIBRARY_PATH=/tmp/b/lib MIXTRAL_KERNEL_CACHE=/tmp/kc MIXTRAL_CHAT_DEMO_DIR=$R/models/chloe-tiny NCCL_NVLS_ENABLE=0
 B=/tmp/b/mixtral-chat
-t() { local name=$1 lim=$2; shift 2; local s=$(date +%s); stdbuf -oL timeout $lim "$@" > $OUT/$name.log 2>&1; echo "[rc=$?, $(( $(date +%s)-s )) s] $*" | tee -a $OUT/$name.log; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt
+L=$OUT/logs; mkdir -p $L
+t() { local name=$1 lim=$2; shift 2; local s=$(date +%s); stdbuf -oL timeout $lim "$@" > $L/$name.log 2>&1; echo "[rc=$?, $(( $(date +%s)-s )) s] $*" | tee -a $L/$name.log; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $L/gpu.txt
 NCCL=$(ls /opt/torch/.venv/lib/python3.12/site-packages/nvidia/*/lib/libnccl.so.2 2>/dev/null | head -1)
 [ -n "$NCCL" ] && export MIXTRAL_LIBNCCL=$NCCL
 t cuda-check 90 /tmp/b/cuda-check --models Tests/ModelTests/Fixtures --real-shapes
-grep -E "FAIL|checks passed" $OUT/cuda-check.log | head -40
+grep -E "FAIL|checks passed" $L/cuda-check.log | head -40
 t eval-demo 15 $B eval-demo --device cuda
 t eval-demo-nccl 15 $B eval-demo --device cuda --gpus 0
 t eval-demo-fp8 15 $B eval-demo --device cuda --quantize fp8
-grep -h -E "^(total|overall)|[0-9]+/180" $OUT/eval-demo*.log
+grep -h -E "^(total|overall)|[0-9]+/180" $L/eval-demo*.log
 bench() { # name binary args…
     local name=$1 bin=$2; shift 2
     t bench-$name-mixtral 45 $bin bench --device cuda --preset mixtral-8x7b --layers 8 --batch 1,64 --prompt-len 1024 --gen-len 16 "$@"
     t bench-$name-mixtral-prefill 30 $bin bench --device cuda --preset mixtral-8x7b --layers 8 --batch 1 --prompt-len 2048 --gen-len 4 "$@"
     t bench-$name-mistral 40 $bin bench --device cuda --preset mistral-7b --batch 1,64 --prompt-len 1024 --gen-len 16 "$@"
 }
-bench bf16 $B
+[ -z "$SKIP_BF16" ] && bench bf16 $B   # SKIP_BF16=1: only the fp8 benches
 bench fp8 $B --quantize fp8
 t bench-nccl1-mixtral 45 $B bench --device cuda --gpus 0 --preset mixtral-8x7b --layers 8 --batch 1,64 --prompt-len 1024 --gen-len 16
 t kl-demo 90 $B compare-quantization --device cuda --tokens 256
 t kl-mixtral 90 $B compare-quantization --device cuda --preset mixtral-8x7b --layers 4 --prompts 8 --prompt-len 512 --tokens 256
 t kl-mistral 90 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
-tail -n 1 $OUT/kl-*.log
-grep -h "prompts," $OUT/kl-*.log
+MIXTRAL_FP8_TENSOR_CORES=0 t kl-mistral-f32act 120 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
+grep -H "prompts," $L/kl-*.log
 if [ -f .device/base/run.tar.xz ]; then
     mkdir -p /tmp/base && tar xJf .device/base/run.tar.xz -C /tmp/base
     ( export LD_LIBRARY_PATH=/tmp/base/lib; bench base /tmp/base/mixtral-chat )
 fi
-for f in $OUT/bench-*.log; do echo "== $(basename $f)"; grep -E "^(device|preset|batch|  )" $f | grep -v loading | cut -c1-190; done
+for f in $L/bench-*.log; do echo "== $(basename $f)"; grep -E "^(device|preset|batch|  )" $f | grep -v loading | cut -c1-190; done
+# Mixtral-8x22B, all 56 layers, in FP8 on one GPU (281 GB of random bf16 made and quantized on the host while loading).
+t bench-fp8-mixtral-8x22b 280 $B bench --device cuda --preset mixtral-8x22b --quantize fp8 --batch 1,16 --prompt-len 256 --gen-len 8
+grep -E "^(device|preset|batch|  )" $L/bench-fp8-mixtral-8x22b.log | grep -v loading | cut -c1-190
+tar czf $OUT/logs.tar.gz -C $OUT logs && rm -rf $L
