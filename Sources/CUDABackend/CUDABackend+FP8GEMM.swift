@@ -21,22 +21,38 @@ extension CUDABackend {
         return (q, s)
     }
 
+    /// What the scale pass of an FP8 product does with the scaled values.
+    enum FP8Epilogue: Equatable {
+        case store, accumulate
+        /// The product is the joined [w1; w3] (2F rows): out (T, F) = silu(gate) · up.
+        case swiGLU
+    }
+
     /// out (T, N) (+)= x (T, K) f32 · W (N, K)ᵀ for an e4m3 W with row scales: x quantized per
-    /// row, one cuBLASLt e4m3 product into f32 (into out itself unless accumulating), then
-    /// out (+)= product · sx[t] · sw[n].
+    /// row, one cuBLASLt e4m3 product into f32 (into out itself when storing), then the scale pass:
+    /// out (+)= product · sx[t] · sw[n], or with `.swiGLU` (W (2F, K), out (T, F)) the gated
+    /// FFN's silu(gate) · up of the scaled product in the same pass.
     func fp8Product(_ x: CUdeviceptr, _ weight: CUDATensor, into out: CUdeviceptr, rows: Int, inDim: Int, outDim: Int,
-                    accumulate: Bool, blas: BLASLtMatmul) throws {
+                    epilogue: FP8Epilogue, blas: BLASLtMatmul) throws {
         let (xq, xs) = try quantizeRows(x, bf16: false, rows: rows, cols: inDim, codes: .activationE4M3, scales: .activationScales)
-        let product = accumulate ? try scratch(.fp8Product, bytes: rows * outDim * 4) : out
+        let product = epilogue == .store ? out : try scratch(.fp8Product, bytes: rows * outDim * 4)
         let workspace = try scratch(.blasWorkspace, bytes: BLASLtMatmul.workspaceBytes)
         try blas.multiply(BLASLtMatmul.Problem(rows: rows, inDim: inDim, outDim: outDim, fp8: true), x: xq,
                           weight: weight.pointer, out: product, workspace: workspace, stream: stream)
+        let outWidth = epilogue == .swiGLU ? outDim / 2 : outDim
         for first in stride(from: 0, to: rows, by: Self.maxGridRows) {
             let n = min(Self.maxGridRows, rows - first)
-            let at = CUdeviceptr(first * outDim * 4)
-            try launch(.fp8ScaleEpilogue, grid: ((outDim / 4 + 255) / 256, n, 1),
-                       [.pointer(product + at), .pointer(out + at), .pointer(xs + CUdeviceptr(first * 4)),
-                        .pointer(weight.rowScales), .int32(Int32(outDim)), .int32(accumulate ? 1 : 0)])
+            let grid = ((outWidth / 4 + 255) / 256, n, 1)
+            let source = product + CUdeviceptr(first * outDim * 4), target = out + CUdeviceptr(first * outWidth * 4)
+            let rowScales = xs + CUdeviceptr(first * 4)
+            if epilogue == .swiGLU {
+                try launch(.fp8ScaleSwiGLU, grid: grid, [.pointer(source), .pointer(target), .pointer(rowScales),
+                                                         .pointer(weight.rowScales), .int32(Int32(outWidth))])
+            } else {
+                try launch(.fp8ScaleEpilogue, grid: grid, [.pointer(source), .pointer(target), .pointer(rowScales),
+                                                           .pointer(weight.rowScales), .int32(Int32(outDim)),
+                                                           .int32(epilogue == .accumulate ? 1 : 0)])
+            }
         }
     }
 

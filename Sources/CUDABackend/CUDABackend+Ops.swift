@@ -151,6 +151,11 @@ extension CUDABackend {
             let tmp = try scratch(.productOut, bytes: rows * weightRows * 4)
             try generalProduct(x, weight, into: tmp, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
             try launch(.add, grid: gridFor(rows * outputs), [.pointer(out.pointer), .pointer(tmp), .int64(Int64(rows * outputs))])
+        case .swiGLU where generalProductPath(weight: weight.dtype, inDim: inDim, outDim: weightRows) == .cublasLtFP8:
+            // The scale pass does the SwiGLU too: one pass over the (T, 2F) product.
+            guard let blas else { throw BackendError.device("product: cuBLASLt FP8 path chosen without cuBLASLt") }
+            try fp8Product(x.pointer, weight, into: out.pointer, rows: rows, inDim: inDim, outDim: weightRows, epilogue: .swiGLU,
+                           blas: blas)
         case .swiGLU:
             let both = try scratch(.productOut, bytes: rows * weightRows * 4)   // (T, 2F): gate | up
             try generalProduct(x, weight, into: both, rows: rows, inDim: inDim, outDim: weightRows, accumulate: false)
@@ -166,8 +171,8 @@ extension CUDABackend {
         switch generalProductPath(weight: weight.dtype, inDim: inDim, outDim: outDim) {
         case .cublasLtFP8:
             guard let blas else { throw BackendError.device("product: cuBLASLt FP8 path chosen without cuBLASLt") }
-            try fp8Product(x.pointer, weight, into: out, rows: rows, inDim: inDim, outDim: outDim, accumulate: accumulate,
-                           blas: blas)
+            try fp8Product(x.pointer, weight, into: out, rows: rows, inDim: inDim, outDim: outDim,
+                           epilogue: accumulate ? .accumulate : .store, blas: blas)
         case .cublasLt:
             guard let blas else { throw BackendError.device("product: cuBLASLt path chosen without cuBLASLt") }
             let xb = try scratch(.activationBF16, bytes: rows * inDim * 2)

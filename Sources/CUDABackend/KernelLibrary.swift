@@ -64,7 +64,7 @@ enum Kernel: Hashable, Sendable {
     /// FP8 prefill on tensor cores (fp8.cu): activation rows (f32 or bf16) to e4m3 with a scale
     /// each, the scales applied to a cuBLASLt e4m3 product, and the MoE experts' fused SwiGLU
     /// (scales in, h quantized out) and down-product scaling.
-    case quantizeE4M3(DType), fp8ScaleEpilogue, moeSwiGLUE4M3, moeScaleDownE4M3
+    case quantizeE4M3(DType), fp8ScaleEpilogue, fp8ScaleSwiGLU, moeSwiGLUE4M3, moeScaleDownE4M3
 
     var file: KernelFile {
         switch self {
@@ -79,7 +79,7 @@ enum Kernel: Hashable, Sendable {
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         case .gemvE4M3, .gemvAddE4M3, .gemvNormE4M3, .gemvNormSwiGLUE4M3, .moeGemvGateUpE4M3, .moeGemvDownE4M3: return .gemv
         case .sampleRows: return .sampling
-        case .quantizeE4M3, .fp8ScaleEpilogue, .moeSwiGLUE4M3, .moeScaleDownE4M3: return .fp8
+        case .quantizeE4M3, .fp8ScaleEpilogue, .fp8ScaleSwiGLU, .moeSwiGLUE4M3, .moeScaleDownE4M3: return .fp8
         }
     }
 
@@ -127,6 +127,7 @@ enum Kernel: Hashable, Sendable {
         case .sampleRows: return "sample_rows"
         case .quantizeE4M3(let t): return "quantize_rows_e4m3_\(t.rawValue)"
         case .fp8ScaleEpilogue: return "fp8_scale_epilogue"
+        case .fp8ScaleSwiGLU: return "fp8_scale_swiglu"
         case .moeSwiGLUE4M3: return "moe_swiglu_e4m3"
         case .moeScaleDownE4M3: return "moe_scale_down_e4m3"
         }
@@ -146,7 +147,7 @@ enum Kernel: Hashable, Sendable {
         // e4m3 (the FP8 scheme): the matrix kernels only; norms, embeddings and the router stay bf16.
         for r in 1...4 { list += [.gemvE4M3(r), .gemvAddE4M3(r), .gemvNormE4M3(r), .gemvNormSwiGLUE4M3(r)] }
         list += [.moeGemvGateUpE4M3, .moeGemvDownE4M3, .matmul(.e4m3), .moeGateUp(.e4m3), .moeDown(.e4m3)]
-        list += [.quantizeE4M3(.f32), .quantizeE4M3(.bf16), .fp8ScaleEpilogue, .moeSwiGLUE4M3, .moeScaleDownE4M3]
+        list += [.quantizeE4M3(.f32), .quantizeE4M3(.bf16), .fp8ScaleEpilogue, .fp8ScaleSwiGLU, .moeSwiGLUE4M3, .moeScaleDownE4M3]
         return list
     }
 }

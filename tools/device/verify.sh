@@ -5,6 +5,7 @@
 # layers, Mistral-7B) at batch 1 and 64 and a 2048-token prefill; with .device/base/run.tar.xz
 # (an earlier build, tools/device/pack.sh), the same bf16 benches with it, in the same call.
 # Run with carry [".device/run"] (and ".device/base"); the logs come back as $OUT/logs.tar.gz.
+# SKIP="bf16 kl nccl sweep 8x22b" (any of them) leaves those parts out.
 cd "$(dirname "$0")/../.."   # repository root
 R=$PWD
 mkdir -p /tmp/b && tar xJf .device/run/run.tar.xz -C /tmp/b
@@ -27,20 +28,32 @@ bench() { # name binary args…
     t bench-$name-mixtral-prefill 30 $bin bench --device cuda --preset mixtral-8x7b --layers 8 --batch 1 --prompt-len 2048 --gen-len 4 "$@"
     t bench-$name-mistral 40 $bin bench --device cuda --preset mistral-7b --batch 1,64 --prompt-len 1024 --gen-len 16 "$@"
 }
-[ -z "$SKIP_BF16" ] && bench bf16 $B   # SKIP_BF16=1: only the fp8 benches
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+skip bf16 || bench bf16 $B
 bench fp8 $B --quantize fp8
-t bench-nccl1-mixtral 45 $B bench --device cuda --gpus 0 --preset mixtral-8x7b --layers 8 --batch 1,64 --prompt-len 1024 --gen-len 16
-t kl-demo 90 $B compare-quantization --device cuda --tokens 256
-t kl-mixtral 90 $B compare-quantization --device cuda --preset mixtral-8x7b --layers 4 --prompts 8 --prompt-len 512 --tokens 256
-t kl-mistral 90 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
-MIXTRAL_FP8_TENSOR_CORES=0 t kl-mistral-f32act 120 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
-grep -H "prompts," $L/kl-*.log
+skip nccl || t bench-nccl1-mixtral 45 $B bench --device cuda --gpus 0 --preset mixtral-8x7b --layers 8 --batch 1,64 --prompt-len 1024 --gen-len 16
+if ! skip kl; then
+    t kl-demo 90 $B compare-quantization --device cuda --tokens 256
+    t kl-mixtral 90 $B compare-quantization --device cuda --preset mixtral-8x7b --layers 4 --prompts 8 --prompt-len 512 --tokens 256
+    t kl-mistral 90 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
+    MIXTRAL_FP8_TENSOR_CORES=0 t kl-mistral-f32act 120 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
+    grep -H "prompts," $L/kl-*.log
+fi
+if ! skip sweep; then   # the GEMVs' blocks-per-SM target with e4m3 weights (batch-1 decode)
+    for n in 16 32; do
+        MIXTRAL_GEMV_BLOCKS_PER_SM=$n t bench-fp8-mistral-gemv$n 30 $B bench --device cuda --preset mistral-7b --quantize fp8 --batch 1 --prompt-len 128 --gen-len 16
+        MIXTRAL_GEMV_BLOCKS_PER_SM=$n t bench-fp8-mixtral-gemv$n 30 $B bench --device cuda --preset mixtral-8x7b --layers 8 --quantize fp8 --batch 1 --prompt-len 128 --gen-len 16
+    done
+fi
 if [ -f .device/base/run.tar.xz ]; then
     mkdir -p /tmp/base && tar xJf .device/base/run.tar.xz -C /tmp/base
     ( export LD_LIBRARY_PATH=/tmp/base/lib; bench base /tmp/base/mixtral-chat )
 fi
 for f in $L/bench-*.log; do echo "== $(basename $f)"; grep -E "^(device|preset|batch|  )" $f | grep -v loading | cut -c1-190; done
 # Mixtral-8x22B, all 56 layers, in FP8 on one GPU (281 GB of random bf16 made and quantized on the host while loading).
-t bench-fp8-mixtral-8x22b 280 $B bench --device cuda --preset mixtral-8x22b --quantize fp8 --batch 1,16 --prompt-len 256 --gen-len 8
-grep -E "^(device|preset|batch|  )" $L/bench-fp8-mixtral-8x22b.log | grep -v loading | cut -c1-190
+# --gpu-memory-fraction 0.98: with 0.9 the weights leave no room for KV (8 GiB free after them).
+if ! skip 8x22b; then
+    t bench-fp8-mixtral-8x22b 280 $B bench --device cuda --preset mixtral-8x22b --quantize fp8 --gpu-memory-fraction 0.98 --batch 1,16 --prompt-len 256 --gen-len 8
+    grep -E "^(device|preset|batch|  )" $L/bench-fp8-mixtral-8x22b.log | grep -v loading | cut -c1-190
+fi
 tar czf $OUT/logs.tar.gz -C $OUT logs && rm -rf $L

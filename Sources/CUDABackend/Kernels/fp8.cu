@@ -76,6 +76,25 @@ extern "C" __global__ void fp8_scale_epilogue(const float* acc, float* out, cons
     *reinterpret_cast<float4*>(out + i) = v;
 }
 
+// out[r, c] = silu(acc[r, c] · sr · w[c]) · (acc[r, F + c] · sr · w[F + c]) for the gated FFN's
+// joined [w1; w3] product (acc (rows, 2F) unscaled, w the 2F row scales, sr = rowScales[r]): the
+// scale pass and the SwiGLU in one read of acc. Grid (ceil(F / 1024), rows), block 256; F % 4 == 0.
+extern "C" __global__ void fp8_scale_swiglu(const float* acc, float* out, const float* rowScales,
+                                            const float* colScales, int hidden) {
+    const int c = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (c >= hidden) return;
+    const float rs = rowScales[blockIdx.y];
+    const float* a = acc + (long long)blockIdx.y * 2 * hidden;
+    const float4 g = *reinterpret_cast<const float4*>(a + c), u = *reinterpret_cast<const float4*>(a + hidden + c);
+    const float4 wg = *reinterpret_cast<const float4*>(colScales + c), wu = *reinterpret_cast<const float4*>(colScales + hidden + c);
+    float4 v;
+    v.x = silu(g.x * rs * wg.x) * (u.x * rs * wu.x);
+    v.y = silu(g.y * rs * wg.y) * (u.y * rs * wu.y);
+    v.z = silu(g.z * rs * wg.z) * (u.z * rs * wu.z);
+    v.w = silu(g.w * rs * wg.w) * (u.w * rs * wu.w);
+    *reinterpret_cast<float4*>(out + (long long)blockIdx.y * hidden + c) = v;
+}
+
 // The expert of row r of the grouped layout: experts' rows in blocks padded to `pad`, in expert
 // order (moe_gather_padded); `experts` for a row past the last block.
 __device__ __forceinline__ int padded_row_expert(int r, const int* offsets, int experts, int pad) {

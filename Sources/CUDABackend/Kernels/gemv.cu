@@ -38,20 +38,16 @@ __device__ __forceinline__ void scale8(float* f, const bf16_t* g, int c) {
 
 // How a GEMV reads its weight rows: chunks of 8 elements (bf16: 16 bytes; e4m3: 8 bytes), widened
 // to f32. SCALED: the weight has one f32 scale per row, applied once to the row's finished dot.
-// PAIRED: a lane loads two chunks at once (16 bytes of e4m3), so as many bytes are in flight per
-// load as with bf16: with 8-byte loads the e4m3 GEMVs stalled at 42% of bandwidth (H200).
 struct GemvBF16 {
     typedef bf16_t T;
     typedef uint4 Chunk;
     static constexpr bool SCALED = false;
-    static constexpr bool PAIRED = false;
     static __device__ __forceinline__ void unpack(Chunk v, float* f) { unpack8(v, f); }
 };
 struct GemvE4M3 {
     typedef e4m3_t T;
     typedef uint2 Chunk;
     static constexpr bool SCALED = true;
-    static constexpr bool PAIRED = true;
     static __device__ __forceinline__ void unpack(Chunk v, float* f) { unpack8_e4m3(v, f); }
 };
 
@@ -65,41 +61,6 @@ __device__ __forceinline__ void row_dot_strided(const typename WC::T* w, const f
     typedef typename WC::Chunk Chunk;
     const Chunk* w4 = reinterpret_cast<const Chunk*>(w);
     const int chunks = K / 8;
-    if constexpr (WC::PAIRED) {
-        // Lane takes chunk pairs (2q, 2q + 1) for q = first, first + stride, …: one 16-byte load
-        // each, four in flight; an odd last chunk goes to the row's first lane.
-        const uint4* w16 = reinterpret_cast<const uint4*>(w);
-        const int pairs = chunks / 2;
-        int q = first;
-        auto take = [&](uint4 v, int q) {
-            float lo[8], hi[8];
-            WC::unpack(make_uint2(v.x, v.y), lo);
-            WC::unpack(make_uint2(v.z, v.w), hi);
-            if (NORM) { scale8(lo, g, 2 * q); scale8(hi, g, 2 * q + 1); }
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                acc[r] += dot8(lo, xs[r], 2 * q) + dot8(hi, xs[r], 2 * q + 1);
-                if (SS) ss[r] += sq8(xs[r], 2 * q) + sq8(xs[r], 2 * q + 1);
-            }
-        };
-        for (; q + 3 * stride < pairs; q += 4 * stride) {
-            uint4 v0 = __ldg(w16 + q), v1 = __ldg(w16 + q + stride), v2 = __ldg(w16 + q + 2 * stride), v3 = __ldg(w16 + q + 3 * stride);
-            take(v0, q); take(v1, q + stride); take(v2, q + 2 * stride); take(v3, q + 3 * stride);
-        }
-        for (; q < pairs; q += stride) take(__ldg(w16 + q), q);
-        if ((chunks & 1) && first == 0) {
-            const int c = chunks - 1;
-            float f[8];
-            WC::unpack(__ldg(w4 + c), f);
-            if (NORM) scale8(f, g, c);
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                acc[r] += dot8(f, xs[r], c);
-                if (SS) ss[r] += sq8(xs[r], c);
-            }
-        }
-        return;
-    }
     int c = first;
     for (; c + 3 * stride < chunks; c += 4 * stride) {
         Chunk v0 = __ldg(w4 + c), v1 = __ldg(w4 + c + stride), v2 = __ldg(w4 + c + 2 * stride), v3 = __ldg(w4 + c + 3 * stride);
@@ -525,14 +486,13 @@ extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_bf16(
 
 // The same experts with e4m3 weights (8-byte loads of 8 codes, widened in the kernel, each dot
 // multiplied by its row's scale): s1, s3 (E, F) and s2 (E, D) are the stacked row scales. Same
-// grids and tiling as the bf16 kernels, with twice the loads in flight (U 8): the same bytes in
-// flight per lane as bf16's 16-byte loads.
+// grids and tiling as the bf16 kernels.
 extern "C" __global__ void __launch_bounds__(256) moe_gemv_gate_up_e4m3(
     const float* x, const e4m3_t* w1, const e4m3_t* w3, const int* offsets, const int* sorted,
     float* h, int dim, int hidden, int topK, int experts, const float* s1, const float* s3)
-{ moe_gemv_gate_up_impl<8, MoeWE4M3>(x, w1, w3, offsets, sorted, h, dim, hidden, topK, experts, s1, s3); }
+{ moe_gemv_gate_up_impl<4, MoeWE4M3>(x, w1, w3, offsets, sorted, h, dim, hidden, topK, experts, s1, s3); }
 
 extern "C" __global__ void __launch_bounds__(256) moe_gemv_down_e4m3(
     const float* h, const e4m3_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts,
     const float* s2)
-{ moe_gemv_down_impl<4, 8, MoeWE4M3>(h, w2, offsets, sorted, y, dim, hidden, experts, s2); }
+{ moe_gemv_down_impl<4, 4, MoeWE4M3>(h, w2, offsets, sorted, y, dim, hidden, experts, s2); }
