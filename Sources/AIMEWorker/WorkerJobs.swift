@@ -143,7 +143,7 @@ extension AIMEWorkerService {
         jobOrder.removeAll { $0 == jobID }
         recentJobIDs.insert(jobID)
         recentJobOrder.append(jobID)
-        if recentJobOrder.count > 10_000 {
+        if recentJobOrder.count > Self.rememberedJobs {
             recentJobIDs.remove(recentJobOrder.removeFirst())
         }
     }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DequeModule
 import Logging
 import NIOCore
 
@@ -38,9 +39,12 @@ public actor AIMEWorkerService {
     /// Admitted jobs that still need a result delivered, in admission order.
     var jobs: [String: ActiveJob] = [:]
     var jobOrder: [String] = []
-    /// Recently finished job ids, so a job handed out twice is never run (or answered) twice.
+    /// Recently finished job ids (the last `rememberedJobs`), so a job handed out twice is never
+    /// run (or answered) twice; the order is a deque, so forgetting the oldest is O(1) (an
+    /// array's removeFirst moved all 10,000 ids for every job).
     var recentJobIDs: Set<String> = []
-    var recentJobOrder: [String] = []
+    var recentJobOrder: Deque<String> = []
+    static let rememberedJobs = 10_000
 
     var slotWaiter: CheckedContinuation<Void, Never>?
     var uplinkWaiter: CheckedContinuation<Void, Never>?
