@@ -194,6 +194,28 @@ do {
             failures += 1
             total += 1
         }
+        if let n = option("--tp").flatMap(Int.init), n >= 1 {
+            // TP N == TP 1 on N GPUs (ModelChecks.TensorParallelCheck, the check swift test runs on
+            // CPU ranks): bf16 partial products summed by NCCL against the whole model on one GPU.
+            say("\n== tiny fixture models split over GPUs 0..<\(n) through NCCL, against the whole model on GPU \(ordinal)")
+            do {
+                let group = try NCCLGroup(ordinals: Array(0..<n))
+                let check = TensorParallelCheck<CUDABackend>(
+                    ranks: n, tolerance: 1e-2, referenceTolerance: 2e-2, group: group,
+                    makeRankBackend: { try CUDABackend(ordinal: $0, parallel: (group, $0)) },
+                    makeWholeBackend: { try CUDABackend(ordinal: ordinal) })
+                for name in TinyModelFixture.names {
+                    let results = check.check(try TinyModelFixture(name, in: URL(fileURLWithPath: dir)))
+                    for r in results { say("  \(r)") }
+                    failures += results.filter { !$0.passed }.count
+                    total += results.count
+                }
+            } catch {
+                say("  FAIL tensor-parallel check over \(n) GPUs: \(error)")
+                failures += 1
+                total += 1
+            }
+        }
         say("\n== decode steps replayed from CUDA graphs vs launched op by op")
         let graphs = checkStepGraphs(directory: URL(fileURLWithPath: dir), ordinal: ordinal, say: say)
         failures += graphs.total - graphs.passed

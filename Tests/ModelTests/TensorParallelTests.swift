@@ -48,6 +48,19 @@ import Testing
         }
     }
 
+    /// The check `cuda-check --tp N` runs on N GPUs (ModelChecks.TensorParallelCheck), here on 2
+    /// CPU ranks: so the harness itself is tested where CI can run it.
+    @Test(arguments: TinyModels.names)
+    func sharedTensorParallelCheckPassesOnCPURanks(_ name: String) throws {
+        let group = CPUParallelGroup(size: 2)
+        let check = TensorParallelCheck<CPUBackend>(
+            ranks: 2, tolerance: 1e-5, referenceTolerance: 1e-4, group: group,
+            makeRankBackend: { CPUBackend(threads: 1, parallel: (group, $0)) }, makeWholeBackend: { CPUBackend(threads: 1) })
+        let results = check.check(try TinyModelFixture(name, in: TinyModels.directory))
+        #expect(results.count == 9)
+        for r in results { #expect(r.passed, "\(r)") }
+    }
+
     @Test(arguments: cases)
     func splitModelCachedDecodeEqualsRecomputeAndFollowsTheReference(_ name: String, _ ranks: Int) throws {
         let ref = try TinyModels.reference(name)
