@@ -70,10 +70,14 @@ public final class Engine: Sendable {
     }
 
     /// Queues a request; its events arrive on the handle's stream. Throws `GenerationError` when
-    /// the request can never run (with the numbers) or the queue is full.
-    public func submit(promptTokens: [Int], sampling: SamplingParameters) throws(GenerationError) -> GenerationHandle {
+    /// the request can never run (with the numbers) or the queue is full. With a `timeout`, a
+    /// request still waiting or running that long after submit ends with `.deadlineExceeded`
+    /// at the next step boundary (the tokens it streamed stay delivered).
+    public func submit(promptTokens: [Int], sampling: SamplingParameters,
+                       timeout: Duration? = nil) throws(GenerationError) -> GenerationHandle {
         if let why = sampling.validationError() { throw .invalidParameters(why) }
         guard !promptTokens.isEmpty else { throw .emptyPrompt }
+        if let timeout, timeout <= .zero { throw .invalidParameters("timeout must be positive, got \(timeout)") }
         let vocabulary = model.config.vocabSize
         if let bad = promptTokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
             throw .tokenOutOfRange(token: bad, vocabularySize: vocabulary)
@@ -95,7 +99,7 @@ public final class Engine: Sendable {
             let id = s.nextID
             s.nextID += 1
             s.incoming.append(SequenceState(id: id, prompt: promptTokens, sampling: sampling, decoder: decoder,
-                                            continuation: continuation))
+                                            continuation: continuation, timeout: timeout))
             let start = !s.loopRunning
             s.loopRunning = true
             return .success((id, start))
@@ -159,6 +163,13 @@ public final class Engine: Sendable {
                 guard let seq = live.removeValue(forKey: id) else { continue }
                 scheduler.remove(id)
                 ended.append(Ending(seq, .cancelled, .cancelled))
+            }
+            let now = ContinuousClock.now
+            for (id, seq) in live {
+                guard let deadline = seq.deadline, deadline.at <= now else { continue }
+                live[id] = nil
+                scheduler.remove(id)
+                ended.append(Ending(seq, .error, .deadlineExceeded(seconds: deadline.seconds)))
             }
             let plan = scheduler.schedule()
             publish(scheduler, &ended)

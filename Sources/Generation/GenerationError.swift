@@ -28,6 +28,9 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
     case nonFiniteLogits
     /// `cancel()` was called, or the event stream's consumer went away.
     case cancelled
+    /// The request's deadline (`Engine.submit(…, timeout:)`) passed before it finished: it ends
+    /// at the next step boundary after that, with what it has streamed so far.
+    case deadlineExceeded(seconds: Double)
 
     /// How a front-end should answer.
     public enum Category: String, Sendable {
@@ -41,6 +44,8 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case internalFailure
         /// The client stopped it.
         case cancelled
+        /// It ran out of the time it was given (HTTP 504).
+        case timedOut
     }
 
     public var category: Category {
@@ -50,6 +55,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case .shutDown: return .unavailable
         case .deviceFailure, .nonFiniteLogits: return .internalFailure
         case .cancelled: return .cancelled
+        case .deadlineExceeded: return .timedOut
         }
     }
 
@@ -66,6 +72,7 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case .deviceFailure(let why): return "the forward pass failed: \(why)"
         case .nonFiniteLogits: return "the model produced NaN or infinite logits"
         case .cancelled: return "the request was cancelled"
+        case .deadlineExceeded(let seconds): return "the request did not finish within its \(seconds) s deadline"
         }
     }
 }

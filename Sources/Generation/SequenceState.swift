@@ -15,10 +15,15 @@ final class SequenceState: @unchecked Sendable {
     /// The most prompt tokens reported in `.prefillProgress`: a sequence preempted during its
     /// prefill recomputes chunks it already reported, and progress never goes back.
     var reportedPrefill = 0
+    /// When the request must have finished, and the timeout it came from (for the error).
+    let deadline: (at: ContinuousClock.Instant, seconds: Double)?
 
     init(id: Int, prompt: [Int], sampling: SamplingParameters, decoder: any IncrementalDecoder,
-         continuation: AsyncStream<GenerationEvent>.Continuation) {
+         continuation: AsyncStream<GenerationEvent>.Continuation, timeout: Duration? = nil) {
         self.id = id
+        self.deadline = timeout.map { t in
+            (ContinuousClock.now.advanced(by: t), Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+        }
         self.prompt = prompt
         self.sampling = sampling
         self.continuation = continuation

@@ -61,7 +61,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// An engine refusal or failure, by the engine's own category: the request's fault is 400
     /// (prompts that do not fit say `context_length_exceeded`); a full queue is 429 (retry
-    /// later); a shutdown is 503; a failed forward pass or non-finite logits are 500.
+    /// later); a shutdown is 503; a failed forward pass or non-finite logits are 500; a request
+    /// past the server's `--request-timeout` is 504.
     public init(_ error: GenerationError) {
         switch error.category {
         case .invalidRequest:
@@ -73,6 +74,14 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .overloaded: self = APIError(status: 429, type: .rateLimit, code: "queue_full", error.description)
         case .unavailable: self = APIError(status: 503, type: .serverError, code: "shutting_down", error.description)
         case .internalFailure, .cancelled: self = APIError(status: 500, type: .serverError, code: "generation_failed", error.description)
+        case .timedOut: self = APIError(status: 504, type: .serverError, code: "request_timeout", error.description)
         }
+    }
+
+    /// A choice the engine ended with an error after it was accepted: 504 when it ran past the
+    /// server's `--request-timeout`, else 500 (a failed step, non-finite logits).
+    static func generationFailed(_ error: GenerationError?) -> APIError {
+        if let error, error.category == .timedOut { return APIError(error) }
+        return APIError(status: 500, type: .serverError, code: "generation_failed", error?.description ?? "generation failed")
     }
 }

@@ -11,7 +11,7 @@ public enum AssistantDelta: Equatable, Sendable {
     /// A complete call, numbered from 0 within the choice.
     case toolCall(index: Int, ToolCall, logprobs: [TokenLogprobs])
     /// "stop", "length" or "tool_calls"; `error` when the engine failed the sequence.
-    case finished(reason: String, error: String?, logprobs: [TokenLogprobs])
+    case finished(reason: String, error: GenerationError?, logprobs: [TokenLogprobs])
 }
 
 /// Splits one sequence's generation events into content and tool calls.
@@ -79,7 +79,7 @@ public struct AssistantStream {
             case .length: finish = "length"
             case .stop, .cancelled, .error: finish = callCount > 0 ? "tool_calls" : "stop"
             }
-            out.append(.finished(reason: finish, error: reason == .error ? (error?.description ?? "generation failed") : nil,
+            out.append(.finished(reason: finish, error: reason == .error ? (error ?? .deviceFailure("generation failed")) : nil,
                                  logprobs: takeLogprobs()))
             return out
         }

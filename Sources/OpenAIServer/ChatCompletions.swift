@@ -8,6 +8,8 @@ import Generation
 struct ChatCompletions {
     let model: ServedModel
     let metrics: ServerMetrics?
+    /// Each choice's deadline in the engine (`ServerConfiguration.requestTimeout`).
+    var timeout: Duration? = nil
 
     /// A request that passed validation and whose choices are queued in the engine.
     struct Accepted {
@@ -36,7 +38,7 @@ struct ChatCompletions {
         }
         let maxTokens = try request.sampling.maxTokens(promptTokens: prompt.count, context: model.contextLength, param: "messages")
         let choices = (0..<request.sampling.n).map { i in (prompt, request.sampling.parameters(choice: i, maxTokens: maxTokens)) }
-        let run = try ChoiceRun(engine: model.engine, choices: choices, startNanos: startNanos)
+        let run = try ChoiceRun(engine: model.engine, choices: choices, timeout: timeout, startNanos: startNanos)
         metrics?.accepted(promptTokens: prompt.count * choices.count)
         return Accepted(request: request, run: run, id: "chatcmpl-" + Self.randomSuffix(), created: Int(Date().timeIntervalSince1970),
                         modelName: model.name, promptTokens: prompt.count,
@@ -75,7 +77,7 @@ extension ChatCompletions.Accepted {
         var entries = [[TokenLogprobs]](repeating: [], count: parsers.count)
         var finish = [String](repeating: "stop", count: parsers.count)
         var generated = 0
-        var failure: String?
+        var failure: GenerationError?
         for await (choice, event) in run.events(metrics: metrics) {
             if case .finished(_, _, let count, _) = event { generated += count }
             for delta in parsers[choice].consume(event) {
@@ -94,7 +96,7 @@ extension ChatCompletions.Accepted {
             }
         }
         metrics?.generated(tokens: generated)
-        if let failure { return .failure(APIError(status: 500, type: .serverError, code: "generation_failed", failure)) }
+        if let failure { return .failure(APIError.generationFailed(failure)) }
         let choices: [JSONValue] = (0..<parsers.count).map { i in
             var message = JSONObject([("role", .string("assistant")),
                                       ("content", calls[i].isEmpty || !content[i].isEmpty ? .string(content[i]) : .null)])
@@ -160,7 +162,7 @@ extension ChatCompletions.Accepted {
                     case let .finished(reason, error, lp):
                         if let error {
                             run.cancel()
-                            try await write(SSE.event(APIError(status: 500, type: .serverError, code: "generation_failed", error).body))
+                            try await write(SSE.event(APIError.generationFailed(error).body))
                             try await write(SSE.done)
                             metrics?.generated(tokens: generated)
                             return

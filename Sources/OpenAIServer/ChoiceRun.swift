@@ -13,11 +13,12 @@ final class ChoiceRun: Sendable {
 
     /// Submits every choice, or none: if one submit fails (the queue filled up meanwhile), the
     /// ones already queued are cancelled and the error is the request's.
-    init(engine: Engine, choices: [(prompt: [Int], sampling: SamplingParameters)], startNanos: UInt64) throws(APIError) {
+    init(engine: Engine, choices: [(prompt: [Int], sampling: SamplingParameters)], timeout: Duration? = nil,
+         startNanos: UInt64) throws(APIError) {
         var handles: [GenerationHandle] = []
         for choice in choices {
             do {
-                handles.append(try engine.submit(promptTokens: choice.prompt, sampling: choice.sampling))
+                handles.append(try engine.submit(promptTokens: choice.prompt, sampling: choice.sampling, timeout: timeout))
             } catch {
                 for h in handles { h.cancel() }
                 throw APIError(error)

@@ -32,7 +32,7 @@ public struct OpenAIServer: Sendable {
         let router = Router()
         router.add(middleware: OpenAIErrorMiddleware(metrics: metrics))
         if let key = configuration.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
-        let slot = self.slot, metrics = self.metrics, maxBody = configuration.maxBodyBytes
+        let slot = self.slot, metrics = self.metrics, maxBody = configuration.maxBodyBytes, timeout = configuration.requestTimeout
 
         router.get("/health") { _, _ -> Response in
             _ = try slot.model()
@@ -60,7 +60,7 @@ public struct OpenAIServer: Sendable {
             let start = DispatchTime.now().uptimeNanoseconds
             var request = request
             let fields = try RequestFields(body: Array(buffer: try await request.collectBody(upTo: maxBody)))
-            let accepted = try ChatCompletions(model: try slot.model(), metrics: metrics).accept(fields, startNanos: start)
+            let accepted = try ChatCompletions(model: try slot.model(), metrics: metrics, timeout: timeout).accept(fields, startNanos: start)
             if accepted.request.stream {
                 return Self.eventStream(request, cancel: accepted.run.cancel) { write in try await accepted.stream(write) }
             }
@@ -70,7 +70,7 @@ public struct OpenAIServer: Sendable {
             let start = DispatchTime.now().uptimeNanoseconds
             var request = request
             let fields = try RequestFields(body: Array(buffer: try await request.collectBody(upTo: maxBody)))
-            let accepted = try TextCompletions(model: try slot.model(), metrics: metrics).accept(fields, startNanos: start)
+            let accepted = try TextCompletions(model: try slot.model(), metrics: metrics, timeout: timeout).accept(fields, startNanos: start)
             if accepted.stream {
                 return Self.eventStream(request, cancel: accepted.run.cancel) { write in try await accepted.streamChunks(write) }
             }

@@ -8,6 +8,8 @@ import Generation
 struct TextCompletions {
     let model: ServedModel
     let metrics: ServerMetrics?
+    /// Each choice's deadline in the engine (`ServerConfiguration.requestTimeout`).
+    var timeout: Duration? = nil
 
     struct Accepted {
         let run: ChoiceRun
@@ -42,7 +44,7 @@ struct TextCompletions {
         if let options = fields["stream_options"]?.objectValue {
             includeUsage = try RequestFields(object: options).bool("include_usage") ?? false
         }
-        let run = try ChoiceRun(engine: model.engine, choices: choices, startNanos: startNanos)
+        let run = try ChoiceRun(engine: model.engine, choices: choices, timeout: timeout, startNanos: startNanos)
         metrics?.accepted(promptTokens: choices.reduce(0) { $0 + $1.prompt.count })
         return Accepted(run: run, stream: try fields.bool("stream") ?? false, includeUsage: includeUsage,
                         wantsLogprobs: logprobs != nil, id: "cmpl-" + ChatCompletions.randomSuffix(),
@@ -132,7 +134,7 @@ extension TextCompletions.Accepted {
                 if reason == .error {
                     metrics?.generated(tokens: generated)
                     run.cancel()
-                    return .failure(APIError(status: 500, type: .serverError, code: "generation_failed", error?.description ?? "generation failed"))
+                    return .failure(APIError.generationFailed(error))
                 }
                 finish[choice] = finishReason(reason)
             }
@@ -182,7 +184,7 @@ extension TextCompletions.Accepted {
                     generated += tokens
                     if reason == .error {
                         run.cancel()
-                        try await write(SSE.event(APIError(status: 500, type: .serverError, code: "generation_failed", error?.description ?? "generation failed").body))
+                        try await write(SSE.event(APIError.generationFailed(error).body))
                         try await write(SSE.done)
                         metrics?.generated(tokens: generated)
                         return

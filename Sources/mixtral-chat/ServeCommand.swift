@@ -21,12 +21,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body; larger ones get 413.") var maxBodyBytes = 4 << 20
     @Option(name: .customLong("max-queued"), help: "Most requests waiting for a batch slot; more get 429 (default: unbounded).")
     var maxQueued: Int?
+    @Option(name: .customLong("request-timeout"),
+            help: "Seconds a request may wait and run; past it, it ends with 504 and what it streamed (default: no limit).")
+    var requestTimeout: Double?
     @Option(name: [.customLong("log-level")], help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535") }
         if maxBodyBytes < 1 { throw ValidationError("--max-body-bytes must be at least 1") }
         if let maxQueued, maxQueued < 0 { throw ValidationError("--max-queued must be ≥ 0") }
+        if let requestTimeout, !(requestTimeout > 0) { throw ValidationError("--request-timeout must be a positive number of seconds") }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -41,7 +45,8 @@ struct Serve: AsyncParsableCommand {
         runtimeOptions.maxQueued = maxQueued
         let options = runtimeOptions
         let name = servedModelName
-        let server = OpenAIServer(configuration: ServerConfiguration(host: host, port: port, apiKey: apiKey, maxBodyBytes: maxBodyBytes))
+        let server = OpenAIServer(configuration: ServerConfiguration(host: host, port: port, apiKey: apiKey, maxBodyBytes: maxBodyBytes,
+                                                                     requestTimeout: requestTimeout.map { .milliseconds(Int(($0 * 1000).rounded(.up))) }))
         do {
             try await server.run(load: {
                 let runtime = try ModelRuntime.load(options)

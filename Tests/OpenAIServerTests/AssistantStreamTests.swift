@@ -116,6 +116,6 @@ import OpenAIServer
     func engineError() {
         var stream = AssistantStream(toolCallsTokenID: marker)
         let deltas = stream.consume(.finished(reason: .error, promptTokens: 1, generatedTokens: 0, error: .nonFiniteLogits))
-        #expect(deltas == [.finished(reason: "stop", error: GenerationError.nonFiniteLogits.description, logprobs: [])])
+        #expect(deltas == [.finished(reason: "stop", error: .nonFiniteLogits, logprobs: [])])
     }
 }

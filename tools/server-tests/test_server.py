@@ -290,6 +290,24 @@ def test_429_when_the_queue_is_full():
         assert s.stop() == 0
 
 
+def test_504_past_the_request_timeout():
+    s = Server("--request-timeout", "0.3", "--max-seq-len", "4096")
+    try:
+        import openai as o
+        c = o.OpenAI(base_url=s.base + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        quick = c.chat.completions.create(model=MODEL, messages=ask("Capital of Peru?"), temperature=0, max_tokens=8)
+        assert quick.choices[0].finish_reason in ("stop", "length")
+        with pytest.raises(o.InternalServerError) as e:
+            c.chat.completions.create(model=MODEL, messages=ask("Hello!"), max_tokens=3500, extra_body={"ignore_eos": True})
+        assert e.value.status_code == 504
+        assert e.value.body["code"] == "request_timeout"
+        # The engine is free again: the next request is served.
+        again = c.chat.completions.create(model=MODEL, messages=ask("Capital of Peru?"), temperature=0, max_tokens=8)
+        assert again.choices[0].message.content == quick.choices[0].message.content
+    finally:
+        assert s.stop() == 0
+
+
 def test_bad_requests_do_not_affect_others(server, client):
     def good(_):
         return client.chat.completions.create(model=MODEL, messages=ask("Capital of Peru?"), temperature=0).choices[0].message.content
