@@ -71,7 +71,13 @@ let cudaAvailability: CUDAAvailability = {
             return
         }
         let results = try CUDABackend.compileKernels(nvrtc: nvrtc, arch: "sm_90")
-        #expect(results.count == 10)
+        // Every .cu file of Kernels/ is embedded and compiled (a file without a `KernelFile` case
+        // would be missing here).
+        let kernels = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/CUDABackend/Kernels").standardizedFileURL
+        let files = try FileManager.default.contentsOfDirectory(atPath: kernels.path).filter { $0.hasSuffix(".cu") }
+        #expect(files.count >= 11)
+        #expect(Set(results.map { $0.file + ".cu" }) == Set(files))
         for r in results { #expect(r.cubinBytes > 1000, "\(r.file): \(r.cubinBytes) bytes") }
     }
 
