@@ -34,8 +34,6 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("request-max-tokens"),
             help: "--serve: each request's max_tokens (e.g. the AIME default 4000); its answer still ends after --gen-len tokens.")
     var requestMaxTokens: Int?
-    @Option(name: .customLong("kv-cache-tokens"), help: "Size the KV pool for this many tokens (fixed KV memory).")
-    var kvCacheTokens: Int?
     @Option(help: "Prefix-cache benchmark: a conversation of N turns through the Engine (--ckpt-dir, default the demo model).")
     var conversation: Int?
     @Option(name: .customLong("system-prompt"), help: "--conversation: the system prompt (none by default).")
@@ -150,8 +148,7 @@ struct Bench: AsyncParsableCommand {
         let lm: any LanguageModel
         let engine: Engine
         var c2 = config
-        var runtimeOptions = options.runtime
-        runtimeOptions.kvCacheTokens = kvCacheTokens
+        let runtimeOptions = options.runtime
         if model.ckptDir != nil {
             let runtime = try ModelRuntime.load(runtimeOptions, quiet: json)
             lm = runtime.model
@@ -206,9 +203,7 @@ struct Bench: AsyncParsableCommand {
 
     /// `--conversation`: a multi-turn chat through the Engine and its prefix cache.
     private func runConversation(turns: Int) async throws {
-        var options = model.runtime
-        options.kvCacheTokens = kvCacheTokens
-        let runtime = try ModelRuntime.load(options, quiet: json)
+        let runtime = try ModelRuntime.load(model.runtime, quiet: json)
         let result = try await ConversationBenchmark(turns: turns, systemPrompt: systemPrompt, maxTokens: genLen)
             .run(engine: runtime.engine, encoder: runtime.encoder)
         if json { printJSONLine(result); return }

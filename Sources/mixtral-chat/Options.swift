@@ -76,6 +76,10 @@ struct ModelOptions: ParsableArguments {
           help: "Compute every prompt in full instead of reusing the KV cache of earlier prompts' common prefixes.")
     var noPrefixCaching = false
 
+    @Option(name: .customLong("kv-cache-tokens"),
+            help: "Size the KV pool for this many tokens (default: what --gpu-memory-fraction allows on a GPU, at most 4 GiB on the CPU; sequences take blocks as they grow and are preempted when it runs out).")
+    var kvCacheTokens: Int?
+
     /// What `ModelRuntime.load` takes.
     var runtime: RuntimeOptions {
         var options = RuntimeOptions(checkpointDirectory: ckptDir, tokenizerPath: tokenizerPath, maxSequenceLength: maxSeqLen,
@@ -84,6 +88,7 @@ struct ModelOptions: ParsableArguments {
                                      loraPath: lora, loraScale: loraScale, prefixCaching: !noPrefixCaching)
         options.tensorParallel = tensorParallel
         options.gpus = gpus
+        options.kvCacheTokens = kvCacheTokens
         return options
     }
 }

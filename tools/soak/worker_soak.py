@@ -153,6 +153,8 @@ class WorkerSoak:
         cmd = [self.args.bin, "worker", "--api-server", url, "--device", "cpu", "--max-batch-size",
                str(self.args.max_batch_size), "--max-seq-len", str(MAX_SEQ_LEN), "--worker-name", "soak-worker",
                "--no-status", "--log-level", "warning"]
+        if self.args.kv_cache_tokens:
+            cmd += ["--kv-cache-tokens", str(self.args.kv_cache_tokens)]
         print("worker:", " ".join(cmd), flush=True)
         log = open(self.args.log, "w")
         proc = subprocess.Popen(cmd, stdout=log, stderr=log)
@@ -220,6 +222,8 @@ def main():
     ap.add_argument("--cancel-share", type=float, default=0.12)
     ap.add_argument("--job-timeout", type=float, default=600)
     ap.add_argument("--rss-interval", type=float, default=10)
+    ap.add_argument("--kv-cache-tokens", type=int, default=None,
+                    help="the worker's KV pool size (default: the worker's own, max batch × max seq len)")
     ap.add_argument("--warmup-minutes", type=float, default=None,
                     help="judge RSS from this point on (default: a sixth of the run, at most 5 minutes)")
     ap.add_argument("--log", default=str(ROOT / ".build/worker-soak.log"))
