@@ -90,19 +90,8 @@ extension CUDABackend {
                         accumulate: accumulate)
             return
         }
-        var bounds = [Int32](repeating: 0, count: e + 1)
-        try bounds.withUnsafeMutableBytes { raw in
-            try device.api.check(device.api.cuMemcpyDtoHAsync(raw.baseAddress, offsets, raw.count, stream), "cuMemcpyDtoHAsync_v2 (expert counts)")
-            try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize (expert counts)")
-        }
         let pad = Self.moeGroupedRowPad
-        var blocks: [(start: Int, rows: Int)] = []
-        var total = 0
-        for i in 0..<e {
-            let rows = (Int(bounds[i + 1] - bounds[i]) + pad - 1) / pad * pad
-            blocks.append((total, rows))
-            total += rows
-        }
+        let (blocks, total) = try paddedExpertBlocks(offsets: offsets, experts: e)
         guard total > 0 else {
             try combine(y: 0, ids: ids, weights: weights, out: out, rows: t, dim: d, topK: s.topK, experts: e,
                         accumulate: accumulate)

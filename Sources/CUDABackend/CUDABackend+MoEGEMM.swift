@@ -66,6 +66,25 @@ extension CUDABackend {
                     accumulate: accumulate)
     }
 
+    /// Each expert's padded block of rows, (first row, rows), as moe_gather_padded lays them out,
+    /// and their total: the expert counts brought to the host (one stream sync).
+    func paddedExpertBlocks(offsets: CUdeviceptr, experts e: Int) throws -> (blocks: [(start: Int, rows: Int)], total: Int) {
+        var bounds = [Int32](repeating: 0, count: e + 1)
+        try bounds.withUnsafeMutableBytes { raw in
+            try device.api.check(device.api.cuMemcpyDtoHAsync(raw.baseAddress, offsets, raw.count, stream), "cuMemcpyDtoHAsync_v2 (expert counts)")
+            try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize (expert counts)")
+        }
+        let pad = Self.moeGroupedRowPad
+        var blocks: [(start: Int, rows: Int)] = []
+        var total = 0
+        for i in 0..<e {
+            let rows = (Int(bounds[i + 1] - bounds[i]) + pad - 1) / pad * pad
+            blocks.append((total, rows))
+            total += rows
+        }
+        return (blocks, total)
+    }
+
     /// Each expert's tokens gathered into a padded block of rows, then three cuBLASLt products per
     /// expert that has any. The counts come to the host (one stream sync), which is why this path
     /// never runs while a step is recorded; at prefill sizes that sync is small against the
@@ -74,20 +93,8 @@ extension CUDABackend {
                     offsets: CUdeviceptr, sorted: CUdeviceptr, out: CUDATensor, accumulate: Bool, _ s: MoEShape,
                     blas: BLASLtMatmul) throws {
         let (d, f, e) = (s.dim, s.hidden, s.experts)
-        var bounds = [Int32](repeating: 0, count: e + 1)
-        try bounds.withUnsafeMutableBytes { raw in
-            try device.api.check(device.api.cuMemcpyDtoHAsync(raw.baseAddress, offsets, raw.count, stream), "cuMemcpyDtoHAsync_v2 (expert counts)")
-            try device.api.check(device.api.cuStreamSynchronize(stream), "cuStreamSynchronize (expert counts)")
-        }
         let pad = Self.moeGroupedRowPad
-        // Padded block of each expert: (first row, rows), as moe_gather_padded lays them out.
-        var blocks: [(start: Int, rows: Int)] = []
-        var total = 0
-        for i in 0..<e {
-            let rows = (Int(bounds[i + 1] - bounds[i]) + pad - 1) / pad * pad
-            blocks.append((total, rows))
-            total += rows
-        }
+        let (blocks, total) = try paddedExpertBlocks(offsets: offsets, experts: e)
         guard total > 0 else {
             // No valid pair: the mixture is zero for every token.
             try combine(y: 0, ids: ids, weights: weights, out: out, rows: s.tokens, dim: d, topK: s.topK, experts: e,

@@ -27,6 +27,18 @@ func runModelChecks<Backend: ComputeBackend>(_ invariants: ForwardInvariants<Bac
     return (passed, total)
 }
 
+/// The fp8 fixture checks: the tiny models quantized while loading against reference_fp8.json,
+/// and the native FP8 (compressed-tensors) fixture as stored against its reference.
+func runFP8ModelChecks<Backend: ComputeBackend>(_ invariants: ForwardInvariants<Backend>, directory: URL,
+                                                say: (String) -> Void) -> (Int, Int) {
+    var quantized = invariants, stored = invariants
+    quantized.fp8 = true
+    stored.fp8 = false
+    let (passed, count) = runModelChecks(quantized, directory: directory, names: TinyModelFixture.names, say: say)
+    let (hfPassed, hfCount) = runModelChecks(stored, directory: directory, names: ["moe-hf-fp8"], say: say)
+    return (passed + hfPassed, count + hfCount)
+}
+
 /// Real-shape layers with seeded random weights (Checkpoints.RandomWeights): `test` vs
 /// `reference` backend logits on one prompt. Catches what tiny dims cannot (K = 4096, 14336, 8
 /// experts of 14336, 32 heads / 8 KV heads).

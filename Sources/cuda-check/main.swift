@@ -152,17 +152,14 @@ do {
         // tolerance for that rounding (tiny random models amplify it: 4–9% measured, H200).
         for (path, decode) in configurations {
             say("\n== tiny fixture models with fp8 (e4m3) weights on \(cuda.name), matmul path \(path.rawValue), decode kernels \(decode ? "on" : "off"), f32 activations")
-            var invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) { () throws -> CUDABackend in
+            let invariants = ForwardInvariants(tolerances: .init(reference: 2e-2, batched: 1e-2, cached: 1e-2)) { () throws -> CUDABackend in
                 let b = try CUDABackend(ordinal: ordinal); b.matmulPath = path; b.decodeKernels = decode
                 b.fp8TensorCoreProducts = false
                 return b
             }
-            invariants.fp8 = true
-            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
-            invariants.fp8 = false
-            let (hfPassed, hfCount) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: ["moe-hf-fp8"], say: say)
-            failures += count - passed + hfCount - hfPassed
-            total += count + hfCount
+            let (passed, count) = runFP8ModelChecks(invariants, directory: URL(fileURLWithPath: dir), say: say)
+            failures += count - passed
+            total += count
         }
         do {
             say("\n== tiny fixture models with fp8 (e4m3) weights on \(cuda.name), FP8 tensor cores (e4m3 prefill activations)")
@@ -171,12 +168,9 @@ do {
             }
             invariants.referenceLogitsOnly = true
             invariants.label = " (FP8 tensor cores)"
-            invariants.fp8 = true
-            let (passed, count) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: TinyModelFixture.names, say: say)
-            invariants.fp8 = false
-            let (hfPassed, hfCount) = runModelChecks(invariants, directory: URL(fileURLWithPath: dir), names: ["moe-hf-fp8"], say: say)
-            failures += count - passed + hfCount - hfPassed
-            total += count + hfCount
+            let (passed, count) = runFP8ModelChecks(invariants, directory: URL(fileURLWithPath: dir), say: say)
+            failures += count - passed
+            total += count
         }
         say("\n== tiny fixture models through NCCL with a communicator of one (tensor-parallel path, 1 GPU)")
         do {
