@@ -198,6 +198,11 @@ extension CUDABackend {
                                            .pointer(h), .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(topK)),
                                            .int32(Int32(experts))]
         if e4m3 { arguments += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
+        if e4m3, e4m3GemvPath(inDims: dim, hidden) == .tensorCore {
+            let (grid, split) = e4m3GemvGrid(outputs: hidden, slots: slots)
+            try launch(.moeGemvTCGateUpE4M3, grid: grid, arguments + [.int32(Int32(split))])
+            return
+        }
         try launch(e4m3 ? .moeGemvGateUpE4M3 : .moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1), arguments)
     }
 
@@ -210,6 +215,11 @@ extension CUDABackend {
         var arguments: [KernelArgument] = [.pointer(h), .pointer(w2.pointer), .pointer(offsets), .pointer(sorted), .pointer(y),
                                            .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))]
         if e4m3 { arguments.append(.pointer(w2.rowScales)) }
+        if e4m3, e4m3GemvPath(inDims: dim, hidden) == .tensorCore {
+            let (grid, split) = e4m3GemvGrid(outputs: dim, slots: slots)
+            try launch(.moeGemvTCDownE4M3, grid: grid, arguments + [.int32(Int32(split))])
+            return
+        }
         try launch(e4m3 ? .moeGemvDownE4M3 : .moeGemvDown, grid: ((dim + 31) / 32, slots, 1), arguments)
     }
 

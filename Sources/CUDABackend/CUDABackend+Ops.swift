@@ -42,10 +42,12 @@ extension CUDABackend {
         switch normedMatmulPath(weight: weight.dtype, norm: norm.dtype, rows: rows, inDim: inDim) {
         case .gemv:
             let e4m3 = weight.dtype == .e4m3
-            let kernel: Kernel = gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
+            let tensorCores = e4m3 && e4m3GemvPath(inDims: inDim) == .tensorCore
+            let kernel: Kernel = tensorCores ? (gated ? .gemvTCNormSwiGLUE4M3(rows) : .gemvTCNormE4M3(rows))
+                : gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
                 : (e4m3 ? .gemvNormE4M3(rows) : .gemvNorm(rows))
             let staged = try normStaging(kernel, rows: rows, inDim: inDim)
-            let (grid, split) = gemvGrid(outputs: outDim)
+            let (grid, split) = tensorCores ? e4m3GemvGrid(outputs: outDim) : gemvGrid(outputs: outDim)
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                                                .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                                                .pointer(norm.pointer), .float(eps)]
@@ -111,6 +113,16 @@ extension CUDABackend {
         return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), split)
     }
 
+    /// Grid and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows): enough blocks
+    /// for `e4m3GemvBlocksPerSM` per SM times `slots` (the MoE experts' grid rows), splitting K
+    /// over up to 8 warps.
+    func e4m3GemvGrid(outputs: Int, slots: Int = 1) -> (grid: (Int, Int, Int), split: Int) {
+        let tiles = (outputs + 15) / 16
+        var split = 1
+        while split < 8, (tiles * split + 7) / 8 * slots < e4m3GemvBlocksPerSM * device.multiprocessors { split *= 2 }
+        return (((tiles * split + 7) / 8, slots, 1), split)
+    }
+
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmulAdd x")
         try require(out, rows * outDim, f32Only, "matmulAdd out")
@@ -131,9 +143,11 @@ extension CUDABackend {
         let weightRows = mode == .swiGLU ? 2 * outputs : outputs
         if productPath(weight: weight.dtype, rows: rows, inDim: inDim, mode: mode) == .gemv {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
-            let (grid, split) = gemvGrid(outputs: outputs)
             let e4m3 = weight.dtype == .e4m3
-            let kernel: Kernel = mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
+            let tensorCores = e4m3 && e4m3GemvPath(inDims: inDim) == .tensorCore
+            let (grid, split) = tensorCores ? e4m3GemvGrid(outputs: outputs) : gemvGrid(outputs: outputs)
+            let kernel: Kernel = tensorCores ? (mode == .store ? .gemvTCE4M3(rows) : .gemvTCAddE4M3(rows))
+                : mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                                                .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))]
             if e4m3 { arguments.append(.pointer(weight.rowScales)) }

@@ -19,6 +19,11 @@ extension CUDABackend {
         /// `MIXTRAL_FP8_TENSOR_CORES=0`: e4m3 products past the GEMVs keep f32 activations (the
         /// SIMT kernels), as the CPU reference does, instead of FP8 tensor cores.
         let fp8TensorCores: Bool
+        /// `MIXTRAL_FP8_DECODE_TENSOR_CORES=0`: the e4m3 decode GEMVs and GEMV-style experts
+        /// widen the codes to f32 on the SIMT cores (gemv.cu) instead of the tensor cores.
+        let fp8DecodeTensorCores: Bool
+        /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` (1...32, default 4): see `e4m3GemvBlocksPerSM`.
+        let e4m3GemvBlocksPerSM: Int
 
         init(_ environment: [String: String]) {
             programmaticLaunch = environment["MIXTRAL_PDL"] != "0"
@@ -26,6 +31,8 @@ extension CUDABackend {
             moePath = environment["MIXTRAL_MOE_PATH"].flatMap(MoEPath.init(rawValue:)) ?? .automatic
             stepGraphs = environment["MIXTRAL_CUDA_GRAPHS"] != "0"
             fp8TensorCores = environment["MIXTRAL_FP8_TENSOR_CORES"] != "0"
+            fp8DecodeTensorCores = environment["MIXTRAL_FP8_DECODE_TENSOR_CORES"] != "0"
+            e4m3GemvBlocksPerSM = environment["MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 4
         }
     }
 
@@ -82,6 +89,18 @@ extension CUDABackend {
     public var fp8TensorCoreProducts: Bool {
         get { lock.withLock { fp8TensorCoresEnabled } }
         set { lock.withLock { fp8TensorCoresEnabled = newValue } }
+    }
+
+    /// Whether the e4m3 decode products (GEMVs, GEMV-style experts) run on tensor cores where
+    /// the GPU has the e4m3 conversion (sm_89+): activations rounded to f16 under a power-of-two
+    /// scale, far fewer instructions per weight. Off, the SIMT e4m3 kernels (f32 activations).
+    /// On by default; `MIXTRAL_FP8_DECODE_TENSOR_CORES=0`.
+    public var fp8DecodeTensorCores: Bool {
+        get { lock.withLock { fp8DecodeTensorCoresEnabled } }
+        set {
+            lock.withLock { fp8DecodeTensorCoresEnabled = newValue }
+            dropGraphs()   // recorded steps hold the other kernels
+        }
     }
 
     /// Whether pure decode steps (one token per sequence) are recorded as CUDA graphs and

@@ -28,6 +28,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     var decodeKernelsEnabled = true
     var moePathSetting: MoEPath
     var fp8TensorCoresEnabled: Bool
+    var fp8DecodeTensorCoresEnabled: Bool
     var graphsEnabled: Bool
     var recording = false
     var capturing = false
@@ -39,6 +40,9 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// 8 measured 5.53 ms against 5.64 ms for 4 on a Mistral-7B batch-1 step (H200, 2026-11-27).
     /// `MIXTRAL_GEMV_BLOCKS_PER_SM` overrides it, for tuning runs.
     let gemvBlocksPerSM: Int
+    /// The same target for the tensor-core e4m3 GEMVs (a warp per 16 rows, so their split is
+    /// chosen separately); `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` overrides it.
+    let e4m3GemvBlocksPerSM: Int
 
     /// Whether GEMVs are launched with programmatic dependent launch (sm_90 and cuLaunchKernelEx):
     /// its blocks may be scheduled while the previous kernel finishes and wait on the device
@@ -93,6 +97,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         gemvBlocksPerSM = settings.gemvBlocksPerSM
         moePathSetting = settings.moePath
         fp8TensorCoresEnabled = settings.fp8TensorCores
+        fp8DecodeTensorCoresEnabled = settings.fp8DecodeTensorCores
+        e4m3GemvBlocksPerSM = settings.e4m3GemvBlocksPerSM
         graphsEnabled = settings.stepGraphs && device.api.cuGraphLaunch != nil
             && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
             && device.api.cuGraphInstantiateWithFlags != nil

@@ -6,7 +6,9 @@ import Tensors
 enum KernelFile: String, CaseIterable, Sendable {
     /// attention: the general paged kernel and its split merge; attention_decode: flash-decoding
     /// (one query token per sequence); attention_prefill: tensor-core prefill.
-    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, fp8, gemv, matmul, moe, rmsnorm, rope, sampling
+    /// gemv: the decode GEMVs (bf16, and e4m3 on SIMT); gemvE4M3: the e4m3 ones on tensor cores.
+    case attention, attentionDecode = "attention_decode", attentionPrefill = "attention_prefill", elementwise, fp8, gemv
+    case gemvE4M3 = "gemv_e4m3", matmul, moe, rmsnorm, rope, sampling
 
     var source: String {
         let bytes: [UInt8]
@@ -17,6 +19,7 @@ enum KernelFile: String, CaseIterable, Sendable {
         case .elementwise: bytes = PackageResources.elementwise_cu
         case .fp8: bytes = PackageResources.fp8_cu
         case .gemv: bytes = PackageResources.gemv_cu
+        case .gemvE4M3: bytes = PackageResources.gemv_e4m3_cu
         case .matmul: bytes = PackageResources.matmul_cu
         case .moe: bytes = PackageResources.moe_cu
         case .rmsnorm: bytes = PackageResources.rmsnorm_cu
@@ -51,6 +54,10 @@ enum Kernel: Hashable, Sendable {
     /// reading 8 codes a lane per load, each dot multiplied by its row's scale. (The SIMT
     /// fallbacks take `.e4m3` as their DType: `matmul(.e4m3)`, `moeGateUp(.e4m3)`, `moeDown(.e4m3)`.)
     case gemvE4M3(Int), gemvAddE4M3(Int), gemvNormE4M3(Int), gemvNormSwiGLUE4M3(Int), moeGemvGateUpE4M3, moeGemvDownE4M3
+    /// The same e4m3 products on tensor cores (gemv_e4m3.cu, sm_89+): a warp per 16 weight rows,
+    /// the codes converted to f16 by the hardware, the activations rounded to f16 under a
+    /// power-of-two scale; one more argument, `split`, for the MoE pair (`E4M3GemvPath`).
+    case gemvTCE4M3(Int), gemvTCAddE4M3(Int), gemvTCNormE4M3(Int), gemvTCNormSwiGLUE4M3(Int), moeGemvTCGateUpE4M3, moeGemvTCDownE4M3
     /// Tensor-core MoE experts for bf16 weights (moe.cu), by pair-tile size: gate/up 32 or 128,
     /// down 64 or 128. Tiles, threads and shared memory: `MoEMMATile`.
     case moeMMAGateUp(Int), moeMMADown(Int)
@@ -78,6 +85,7 @@ enum Kernel: Hashable, Sendable {
         case .attentionPrefill: return .attentionPrefill
         case .gemv, .gemvAdd, .gemvNorm, .gemvNormSwiGLU, .gemvNormEmit, .moeGemvGateUp, .moeGemvDown: return .gemv
         case .gemvE4M3, .gemvAddE4M3, .gemvNormE4M3, .gemvNormSwiGLUE4M3, .moeGemvGateUpE4M3, .moeGemvDownE4M3: return .gemv
+        case .gemvTCE4M3, .gemvTCAddE4M3, .gemvTCNormE4M3, .gemvTCNormSwiGLUE4M3, .moeGemvTCGateUpE4M3, .moeGemvTCDownE4M3: return .gemvE4M3
         case .sampleRows: return .sampling
         case .quantizeE4M3, .fp8ScaleEpilogue, .fp8ScaleSwiGLU, .moeSwiGLUE4M3, .moeScaleDownE4M3: return .fp8
         }
@@ -117,6 +125,12 @@ enum Kernel: Hashable, Sendable {
         case .gemvNormSwiGLUE4M3(let rows): return "gemv_norm_swiglu_e4m3_r\(rows)"
         case .moeGemvGateUpE4M3: return "moe_gemv_gate_up_e4m3"
         case .moeGemvDownE4M3: return "moe_gemv_down_e4m3"
+        case .gemvTCE4M3(let rows): return "gemv_tc_e4m3_r\(rows)"
+        case .gemvTCAddE4M3(let rows): return "gemv_tc_add_e4m3_r\(rows)"
+        case .gemvTCNormE4M3(let rows): return "gemv_tc_norm_e4m3_r\(rows)"
+        case .gemvTCNormSwiGLUE4M3(let rows): return "gemv_tc_norm_swiglu_e4m3_r\(rows)"
+        case .moeGemvTCGateUpE4M3: return "moe_gemv_tc_gate_up_e4m3"
+        case .moeGemvTCDownE4M3: return "moe_gemv_tc_down_e4m3"
         case .moeRouteSort: return "moe_route_sort"
         case .attentionMerge: return "attention_merge"
         case .moeMMAGateUp(let m): return "moe_mma_gate_up_m\(m)_bf16"
@@ -145,8 +159,11 @@ enum Kernel: Hashable, Sendable {
         for r in 1...4 { list += [.gemv(r), .gemvAdd(r), .gemvNorm(r), .gemvNormSwiGLU(r), .gemvNormEmit(r)] }
         for t in weightTypes { list += [.embed(t), .rmsNorm(t), .rmsNormToBF16(t), .matmul(t), .moeGateUp(t), .moeDown(t), .moeRouter(t), .moeNormRoute(t)] }
         // e4m3 (the FP8 scheme): the matrix kernels only; norms, embeddings and the router stay bf16.
-        for r in 1...4 { list += [.gemvE4M3(r), .gemvAddE4M3(r), .gemvNormE4M3(r), .gemvNormSwiGLUE4M3(r)] }
-        list += [.moeGemvGateUpE4M3, .moeGemvDownE4M3, .matmul(.e4m3), .moeGateUp(.e4m3), .moeDown(.e4m3)]
+        for r in 1...4 {
+            list += [.gemvE4M3(r), .gemvAddE4M3(r), .gemvNormE4M3(r), .gemvNormSwiGLUE4M3(r)]
+            list += [.gemvTCE4M3(r), .gemvTCAddE4M3(r), .gemvTCNormE4M3(r), .gemvTCNormSwiGLUE4M3(r)]
+        }
+        list += [.moeGemvGateUpE4M3, .moeGemvDownE4M3, .moeGemvTCGateUpE4M3, .moeGemvTCDownE4M3, .matmul(.e4m3), .moeGateUp(.e4m3), .moeDown(.e4m3)]
         list += [.quantizeE4M3(.f32), .quantizeE4M3(.bf16), .fp8ScaleEpilogue, .fp8ScaleSwiGLU, .moeSwiGLUE4M3, .moeScaleDownE4M3]
         return list
     }

@@ -36,6 +36,8 @@ enum KernelLimits {
     /// cuBLASLt FP8 wants every row of its operands 16-byte aligned: K (and the MoE hidden size)
     /// a multiple of 16 codes; N a multiple of 16 keeps the scale pass's 4-wide rows aligned.
     static let fp8Alignment = 16
+    /// The tensor-core e4m3 GEMVs read 16 codes a lane per load: K a multiple of 16.
+    static let e4m3TensorCoreGemvChunk = 16
 }
 
 /// How `normedMatmul` runs.
@@ -66,6 +68,15 @@ enum GeneralProductPath: Equatable {
     /// cuBLASLt on FP8 tensor cores: x quantized to e4m3 per row, the scales applied after
     /// (`fp8_scale_epilogue`, which can accumulate).
     case cublasLtFP8
+}
+
+/// Which kernels a decode GEMV (or GEMV-style expert) with e4m3 weights runs.
+enum E4M3GemvPath: Equatable {
+    /// gemv_e4m3.cu: mma.sync on f16, the codes converted by the hardware (sm_89+), the
+    /// activations rounded to f16 under a power-of-two scale per warp slice.
+    case tensorCore
+    /// gemv.cu's e4m3 kernels: the codes widened to f32 in registers, f32 activations.
+    case simt
 }
 
 /// How `normedMoE` opens and which expert family follows.
@@ -112,6 +123,14 @@ extension CUDABackend {
             return .gemv
         }
         return .general
+    }
+
+    /// The e4m3 decode kernels for products whose K (every K, for the experts) is `inDims`.
+    func e4m3GemvPath(inDims: Int...) -> E4M3GemvPath {
+        let cc = device.computeCapability, least = KernelLimits.fp8MinCapability
+        guard fp8DecodeTensorCores, (cc.major, cc.minor) >= (least.major, least.minor),
+              inDims.allSatisfy({ $0 % KernelLimits.e4m3TensorCoreGemvChunk == 0 }) else { return .simt }
+        return .tensorCore
     }
 
     /// Whether e4m3 products past the GEMVs run on FP8 tensor cores (allowed by

@@ -102,6 +102,18 @@ do {
                 total += r.count
             }
             cuda.moePath = .automatic
+            // The e4m3 decode products once more on the SIMT kernels (gemv.cu), which GPUs
+            // before sm_89 run and which the tensor-core ones replace here.
+            if cuda.fp8DecodeTensorCores {
+                cuda.fp8DecodeTensorCores = false
+                say("== fp8 weights and normedMoE with the SIMT e4m3 decode kernels")
+                var simt = BackendConformance(test: cuda, reference: cpu, seed: seed)
+                simt.fp8Rounding = fp8Rounding(cuda)
+                let r = simt.runAll(only: ["normedMoE", "fp8 weights"]) { say("  \($0)") }
+                failures += r.filter { !$0.passed }.count
+                total += r.count
+                cuda.fp8DecodeTensorCores = true
+            }
         }
     }
 

@@ -96,7 +96,8 @@ let cudaAvailability: CUDAAvailability = {
             let stem = parts.dropLast().joined(separator: "_")
             let viaWeightMacro = ["bf16", "f16", "f32"].contains(String(parts.last ?? "")) && text.contains("\(stem)_##S(")
             let viaRowMacro = ["gemv_bf16_r", "gemv_add_bf16_r", "gemv_norm_bf16_r", "gemv_norm_swiglu_bf16_r", "gemv_norm_emit_bf16_r",
-                               "gemv_e4m3_r", "gemv_add_e4m3_r", "gemv_norm_e4m3_r", "gemv_norm_swiglu_e4m3_r"].contains { prefix in
+                               "gemv_e4m3_r", "gemv_add_e4m3_r", "gemv_norm_e4m3_r", "gemv_norm_swiglu_e4m3_r",
+                               "gemv_tc_e4m3_r", "gemv_tc_add_e4m3_r", "gemv_tc_norm_e4m3_r", "gemv_tc_norm_swiglu_e4m3_r"].contains { prefix in
                 symbol.hasPrefix(prefix) && text.contains("\(prefix)##R(")
             }
             // Tensor-core MoE: MOE_MMA_GATE_UP(m32_bf16, …) defines moe_mma_gate_up_m32_bf16.

@@ -39,10 +39,14 @@ if ! skip kl; then
     MIXTRAL_FP8_TENSOR_CORES=0 t kl-mistral-f32act 120 $B compare-quantization --device cuda --preset mistral-7b --layers 8 --prompts 8 --prompt-len 512 --tokens 256
     grep -H "prompts," $L/kl-*.log
 fi
-if ! skip sweep; then   # the GEMVs' blocks-per-SM target with e4m3 weights (batch-1 decode)
-    for n in 16 32; do
-        MIXTRAL_GEMV_BLOCKS_PER_SM=$n t bench-fp8-mistral-gemv$n 30 $B bench --device cuda --preset mistral-7b --quantize fp8 --batch 1 --prompt-len 128 --gen-len 16
-        MIXTRAL_GEMV_BLOCKS_PER_SM=$n t bench-fp8-mixtral-gemv$n 30 $B bench --device cuda --preset mixtral-8x7b --layers 8 --quantize fp8 --batch 1 --prompt-len 128 --gen-len 16
+if ! skip sweep; then   # e4m3 decode: tensor-core GEMVs against the SIMT ones, and their blocks-per-SM target
+    for p in "mistral-7b" "mixtral-8x7b --layers 8"; do
+        n=${p%% *}
+        MIXTRAL_FP8_DECODE_TENSOR_CORES=0 t bench-fp8simt-$n-decode 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
+        t bench-fp8-$n-decode 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
+        for b in 2 8; do
+            MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM=$b t bench-fp8-$n-tcblocks$b 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
+        done
     done
 fi
 if [ -f .device/base/run.tar.xz ]; then

@@ -94,12 +94,6 @@ __device__ __forceinline__ void row_dot(const bf16_t* w, const float* const* xs,
     row_dot_strided<R>(w, xs, K, threadIdx.x & 31, 32, acc);
 }
 
-// What a GEMV does with each output value s of row n (token r):
-// STORE out[r, n] = s; ACCUMULATE out[r, n] += s (residual add fused into the product, one
-// writer per element so no atomics); SWIGLU: the weight is [w1; w3] (2N, K) and
-// out[r, n] = silu(w1[n]·x[r]) * (w3[n]·x[r]) (the gated FFN's first half in one launch).
-enum GemvMode { STORE = 0, ACCUMULATE = 1, SWIGLU = 2 };
-
 // Launched with programmatic dependent launch (sm_90), a GEMV's blocks may be scheduled while
 // the previous kernel is finishing; each waits for that kernel (griddepcontrol.wait: its writes
 // are visible after it) before reading x or touching out, then lets the next kernel begin
@@ -138,25 +132,8 @@ __device__ void gemv_impl(const float* x, const typename WC::T* w, float* out, i
     gemv_prologue();
     const float* xs[R];
     float inv[R];
-    if (NORM) {
-        __shared__ float red[8];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const float4* x4 = reinterpret_cast<const float4*>(x + (long long)r * K);
-            float4* s4 = staged + (long long)r * (K / 4);
-            float ss = 0.0f;
-            for (int c = threadIdx.x; c < K / 4; c += blockDim.x) {
-                float4 v = x4[c];
-                uint2 gb = __ldg(reinterpret_cast<const uint2*>(g) + c);
-                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-                s4[c] = make_float4(v.x * __uint_as_float(gb.x << 16), v.y * __uint_as_float(gb.x & 0xffff0000u),
-                                    v.z * __uint_as_float(gb.y << 16), v.w * __uint_as_float(gb.y & 0xffff0000u));
-            }
-            inv[r] = rsqrtf(block_sum(ss, red) / (float)K + eps);
-            xs[r] = reinterpret_cast<const float*>(s4);
-        }
-        __syncthreads();
-    } else {
+    if (NORM) gemv_stage_norm<R>(x, g, eps, K, staged, xs, inv);
+    else {
 #pragma unroll
         for (int r = 0; r < R; ++r) { xs[r] = x + (long long)r * K; inv[r] = 1.0f; }
     }
@@ -267,18 +244,6 @@ GEMV_E4M3(1) GEMV_E4M3(2) GEMV_E4M3(3) GEMV_E4M3(4)
 // re-reads, stay there: at 1 pair the L1 traffic is the weights plus one activation chunk per
 // NR weight chunks, not four.
 
-// 16-byte streaming weight load (read once: no L1 allocation where the PTX has the qualifier).
-__device__ __forceinline__ uint4 ld_weight16(const uint4* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750 && !defined(MOE_GEMV_LDG)
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-#else
-    return __ldg(p);
-#endif
-}
-
 // acc += Σ_{i<8} w[i] * x[i] for 8 bf16 weights and two float4 of activations.
 __device__ __forceinline__ void fma8(uint4 w, float4 a, float4 b, float& acc) {
     acc = fmaf(__uint_as_float(w.x << 16), a.x, acc); acc = fmaf(__uint_as_float(w.x & 0xffff0000u), a.y, acc);
@@ -360,24 +325,6 @@ __device__ __forceinline__ void rows_dot(const typename WC::T* const (&ws)[NR], 
             for (int q = 0; q < NR; ++q) WC::fma(v[q], a, b, acc[q][r]);
         }
     }
-}
-
-// The j-th expert (in index order) with at least one pair, or -1 when fewer have pairs. Called
-// by whole warps; every lane gets the answer.
-__device__ __forceinline__ int nth_active_expert(const int* offsets, int experts, int j) {
-    const int lane = threadIdx.x & 31;
-    for (int e0 = 0; e0 < experts; e0 += 32) {
-        const int e = e0 + lane;
-        const bool live = e < experts && offsets[e + 1] > offsets[e];
-        const unsigned mask = __ballot_sync(0xffffffffu, live);
-        const int n = __popc(mask);
-        if (j < n) {
-            const bool mine = live && __popc(mask & ((1u << lane) - 1u)) == j;
-            return e0 + __ffs(__ballot_sync(0xffffffffu, mine)) - 1;
-        }
-        j -= n;
-    }
-    return -1;
 }
 
 // One pass over R of expert rows' pairs (`pairs` = their slice of `sorted`): out[p, n + q] for
