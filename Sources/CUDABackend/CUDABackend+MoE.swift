@@ -55,7 +55,7 @@ extension CUDABackend {
                                  hidden: hidden, experts: experts, topK: topK)
         if path == .decode {
             // Bounds: moe_route_sort's one warp (P ≤ 32, E ≤ 32); the GEMV experts' P ≤ 16.
-            let (grid, split) = gemvGrid(outputs: experts)
+            let (grid, _, split) = gemvGrid(outputs: experts)
             let chunk = KernelLimits.moeRouterGemvTokens
             for first in stride(from: 0, to: rows, by: chunk) {
                 let n = min(chunk, rows - first)
@@ -199,8 +199,8 @@ extension CUDABackend {
                                            .int32(Int32(experts))]
         if e4m3 { arguments += [.pointer(w1.rowScales), .pointer(w3.rowScales)] }
         if e4m3, e4m3GemvPath(inDims: dim, hidden) == .tensorCore {
-            let (grid, split) = e4m3GemvGrid(outputs: hidden, slots: slots)
-            try launch(.moeGemvTCGateUpE4M3, grid: grid, arguments + [.int32(Int32(split))])
+            let (grid, block, split) = e4m3GemvGrid(outputs: hidden, slots: slots)
+            try launch(.moeGemvTCGateUpE4M3, grid: grid, block: (block, 1, 1), arguments + [.int32(Int32(split))])
             return
         }
         try launch(e4m3 ? .moeGemvGateUpE4M3 : .moeGemvGateUp, grid: ((hidden + 7) / 8, slots, 1), arguments)
@@ -216,8 +216,8 @@ extension CUDABackend {
                                            .int32(Int32(dim)), .int32(Int32(hidden)), .int32(Int32(experts))]
         if e4m3 { arguments.append(.pointer(w2.rowScales)) }
         if e4m3, e4m3GemvPath(inDims: dim, hidden) == .tensorCore {
-            let (grid, split) = e4m3GemvGrid(outputs: dim, slots: slots)
-            try launch(.moeGemvTCDownE4M3, grid: grid, arguments + [.int32(Int32(split))])
+            let (grid, block, split) = e4m3GemvGrid(outputs: dim, slots: slots)
+            try launch(.moeGemvTCDownE4M3, grid: grid, block: (block, 1, 1), arguments + [.int32(Int32(split))])
             return
         }
         try launch(e4m3 ? .moeGemvDownE4M3 : .moeGemvDown, grid: ((dim + 31) / 32, slots, 1), arguments)

@@ -46,13 +46,13 @@ extension CUDABackend {
             let kernel: Kernel = tensorCores ? (gated ? .gemvTCNormSwiGLUE4M3(rows) : .gemvTCNormE4M3(rows))
                 : gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
                 : (e4m3 ? .gemvNormE4M3(rows) : .gemvNorm(rows))
-            let staged = try normStaging(kernel, rows: rows, inDim: inDim)
-            let (grid, split) = tensorCores ? e4m3GemvGrid(outputs: outDim) : gemvGrid(outputs: outDim)
+            let staged = try normStaging(kernel, rows: rows, inDim: inDim, staticBytes: tensorCores ? e4m3GemvStaticBytes : 0)
+            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outDim) : gemvGrid(outputs: outDim)
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                                                .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                                                .pointer(norm.pointer), .float(eps)]
             if e4m3 { arguments.append(.pointer(weight.rowScales)) }
-            try launch(kernel, grid: grid, sharedBytes: staged, programmatic: true, arguments)
+            try launch(kernel, grid: grid, block: (block, 1, 1), sharedBytes: staged, programmatic: true, arguments)
         case .normToBF16ThenBLAS:
             guard let blas else { throw BackendError.device("normedMatmul: cuBLASLt path chosen without cuBLASLt") }
             // Larger steps through cuBLASLt: the norm writes its bf16 operand directly (one narrow
@@ -95,9 +95,10 @@ extension CUDABackend {
     /// arrays (partial sums and the norm's reduction, at most 288 bytes) count against the same
     /// default: staging of exactly 48 KiB (3 rows of 4096, 2 of 6144) failed to launch without
     /// the raise, so the check keeps a 1 KiB margin for them.
-    func normStaging(_ kernel: Kernel, rows: Int, inDim: Int) throws -> Int {
+    /// `staticBytes`: more static shared memory than that margin (the tensor-core e4m3 kernels').
+    func normStaging(_ kernel: Kernel, rows: Int, inDim: Int, staticBytes: Int = 0) throws -> Int {
         let bytes = rows * inDim * 4
-        if bytes + 1024 > 48 * 1024 {
+        if bytes + max(1024, staticBytes) > 48 * 1024 {
             try device.api.check(device.api.cuFuncSetAttribute(try kernels.function(kernel), 8, Int32(bytes)),  // MAX_DYNAMIC_SHARED_SIZE_BYTES
                                  "cuFuncSetAttribute(\(kernel.symbol), \(bytes) bytes shared)")
         }
@@ -106,22 +107,27 @@ extension CUDABackend {
 
     /// Grid and warps per row of a GEMV with `outputs` rows: enough blocks for `gemvBlocksPerSM`
     /// per SM, short matrices splitting each row over up to 8 warps.
-    func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), split: Int) {
+    func gemvGrid(outputs: Int) -> (grid: (Int, Int, Int), block: Int, split: Int) {
         var split = 1
         while split < 8, (outputs * split + 7) / 8 < gemvBlocksPerSM * device.multiprocessors { split *= 2 }
         let rowsPerBlock = 8 / split
-        return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), split)
+        return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), 256, split)
     }
 
-    /// Grid and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows): enough blocks
-    /// for `e4m3GemvBlocksPerSM` per SM times `slots` (the MoE experts' grid rows), splitting K
-    /// over up to 8 warps.
-    func e4m3GemvGrid(outputs: Int, slots: Int = 1) -> (grid: (Int, Int, Int), split: Int) {
+    /// Grid, block size and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows):
+    /// enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM, counting `slots` (the MoE
+    /// experts' grid rows), splitting K over up to 16 warps (then in blocks of 16 warps).
+    func e4m3GemvGrid(outputs: Int, slots: Int = 1) -> (grid: (Int, Int, Int), block: Int, split: Int) {
         let tiles = (outputs + 15) / 16
         var split = 1
-        while split < 8, (tiles * split + 7) / 8 * slots < e4m3GemvBlocksPerSM * device.multiprocessors { split *= 2 }
-        return (((tiles * split + 7) / 8, slots, 1), split)
+        while split < e4m3GemvMaxSplit, (tiles * split + 7) / 8 * slots < e4m3GemvBlocksPerSM * device.multiprocessors { split *= 2 }
+        let warps = split == 16 ? 16 : 8
+        return (((tiles * split + warps - 1) / warps, slots, 1), 32 * warps, split)
     }
+
+    /// Static shared memory of the tensor-core e4m3 GEMVs at most (partial sums of 16 warps and
+    /// two tiles, gemv_e4m3.cu, and the norm's reduction).
+    var e4m3GemvStaticBytes: Int { 16 * 2 * 16 * 8 * 4 + 128 }
 
     public func matmulAdd(_ x: CUDATensor, weight: CUDATensor, into out: CUDATensor, rows: Int, inDim: Int, outDim: Int) throws {
         try require(x, rows * inDim, f32Only, "matmulAdd x")
@@ -145,13 +151,13 @@ extension CUDABackend {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let e4m3 = weight.dtype == .e4m3
             let tensorCores = e4m3 && e4m3GemvPath(inDims: inDim) == .tensorCore
-            let (grid, split) = tensorCores ? e4m3GemvGrid(outputs: outputs) : gemvGrid(outputs: outputs)
+            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outputs) : gemvGrid(outputs: outputs)
             let kernel: Kernel = tensorCores ? (mode == .store ? .gemvTCE4M3(rows) : .gemvTCAddE4M3(rows))
                 : mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                                                .int32(Int32(inDim)), .int32(Int32(outputs)), .int32(Int32(split))]
             if e4m3 { arguments.append(.pointer(weight.rowScales)) }
-            try launch(kernel, grid: grid, programmatic: true, arguments)
+            try launch(kernel, grid: grid, block: (block, 1, 1), programmatic: true, arguments)
             return
         }
         // The cuBLASLt paths can accumulate (in the epilogue, or the FP8 scale pass).

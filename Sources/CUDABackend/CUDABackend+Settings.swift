@@ -24,6 +24,10 @@ extension CUDABackend {
         let fp8DecodeTensorCores: Bool
         /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` (1...32, default 4): see `e4m3GemvBlocksPerSM`.
         let e4m3GemvBlocksPerSM: Int
+        /// `MIXTRAL_E4M3_GEMV_MAX_SPLIT` (8 or 16, default 16): see `e4m3GemvMaxSplit`.
+        let e4m3GemvMaxSplit: Int
+        /// `MIXTRAL_NVRTC_OPTIONS`: extra NVRTC options, space-separated (tuning runs).
+        let nvrtcOptions: [String]
 
         init(_ environment: [String: String]) {
             programmaticLaunch = environment["MIXTRAL_PDL"] != "0"
@@ -33,6 +37,8 @@ extension CUDABackend {
             fp8TensorCores = environment["MIXTRAL_FP8_TENSOR_CORES"] != "0"
             fp8DecodeTensorCores = environment["MIXTRAL_FP8_DECODE_TENSOR_CORES"] != "0"
             e4m3GemvBlocksPerSM = environment["MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 4
+            e4m3GemvMaxSplit = environment["MIXTRAL_E4M3_GEMV_MAX_SPLIT"] == "8" ? 8 : 16
+            nvrtcOptions = (environment["MIXTRAL_NVRTC_OPTIONS"] ?? "").split(separator: " ").map(String.init)
         }
     }
 

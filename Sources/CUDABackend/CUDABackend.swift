@@ -43,6 +43,9 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// The same target for the tensor-core e4m3 GEMVs (a warp per 16 rows, so their split is
     /// chosen separately); `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` overrides it.
     let e4m3GemvBlocksPerSM: Int
+    /// Most warps sharing one tile of the tensor-core e4m3 GEMVs (16: blocks of 16 warps for the
+    /// matrices with the fewest rows); `MIXTRAL_E4M3_GEMV_MAX_SPLIT=8` caps it at one 8-warp block.
+    let e4m3GemvMaxSplit: Int
 
     /// Whether GEMVs are launched with programmatic dependent launch (sm_90 and cuLaunchKernelEx):
     /// its blocks may be scheduled while the previous kernel finishes and wait on the device
@@ -79,7 +82,8 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         stream = try device.createStream()
         let nvrtc = try NVRTC.load(environment: environment)
         let compiler = try KernelCompiler(nvrtc: nvrtc, cache: KernelDiskCache(directory: KernelDiskCache.defaultDirectory(environment: environment)))
-        kernels = KernelLibrary(device: device, compiler: compiler)
+        let settings = EnvironmentSettings(environment)
+        kernels = KernelLibrary(device: device, compiler: compiler, options: settings.nvrtcOptions)
         var reason: String?
         var blas: BLASLtMatmul?
         do {
@@ -91,7 +95,6 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         cublasUnavailableReason = reason
         preferredMatmul = blas == nil ? .simt : .cublasLt
         uploader = try WeightUploader(device: device, computeStream: stream)
-        let settings = EnvironmentSettings(environment)
         programmaticLaunch = settings.programmaticLaunch && device.api.cuLaunchKernelEx != nil
             && (Int(device.arch.dropFirst(3)) ?? 0) >= 90
         gemvBlocksPerSM = settings.gemvBlocksPerSM
@@ -99,6 +102,7 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
         fp8TensorCoresEnabled = settings.fp8TensorCores
         fp8DecodeTensorCoresEnabled = settings.fp8DecodeTensorCores
         e4m3GemvBlocksPerSM = settings.e4m3GemvBlocksPerSM
+        e4m3GemvMaxSplit = settings.e4m3GemvMaxSplit
         graphsEnabled = settings.stepGraphs && device.api.cuGraphLaunch != nil
             && device.api.cuStreamBeginCapture != nil && device.api.cuStreamEndCapture != nil
             && device.api.cuGraphInstantiateWithFlags != nil

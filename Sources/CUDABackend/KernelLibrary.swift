@@ -181,9 +181,14 @@ final class KernelLibrary: @unchecked Sendable {
     /// Files compiled (not found in the cache) by this process, for reporting.
     private(set) var compiledFiles: [String] = []
 
-    init(device: CUDADevice, compiler: KernelCompiler) {
+    /// Extra NVRTC options for every file (`MIXTRAL_NVRTC_OPTIONS`, space-separated): tuning
+    /// runs set the kernels' compile-time constants with them, e.g. -DE4M3_TC_STEPS=8.
+    let options: [String]
+
+    init(device: CUDADevice, compiler: KernelCompiler, options: [String] = []) {
         self.device = device
         self.compiler = compiler
+        self.options = options
     }
 
     func function(_ kernel: Kernel) throws -> CUhandle {
@@ -195,7 +200,7 @@ final class KernelLibrary: @unchecked Sendable {
             module = m
         } else {
             let (cubin, fromCache) = try compiler.cubin(name: kernel.file.rawValue, source: kernel.file.source,
-                                                        arch: device.arch, headers: KernelFile.headers)
+                                                        arch: device.arch, options: options, headers: KernelFile.headers)
             if !fromCache { compiledFiles.append(kernel.file.rawValue) }
             module = try device.loadModule(cubin: cubin)
             modules[kernel.file] = module

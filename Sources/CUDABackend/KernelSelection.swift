@@ -126,6 +126,8 @@ extension CUDABackend {
     }
 
     /// The e4m3 decode kernels for products whose K (every K, for the experts) is `inDims`.
+    /// (The normed kernels' staging, ≤ `gemvNormMaxStagedBytes`, plus their 16 KiB of partial
+    /// sums fits any block.)
     func e4m3GemvPath(inDims: Int...) -> E4M3GemvPath {
         let cc = device.computeCapability, least = KernelLimits.fp8MinCapability
         guard fp8DecodeTensorCores, (cc.major, cc.minor) >= (least.major, least.minor),

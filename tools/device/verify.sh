@@ -44,7 +44,7 @@ if ! skip sweep; then   # e4m3 decode: tensor-core GEMVs against the SIMT ones, 
         n=${p%% *}
         MIXTRAL_FP8_DECODE_TENSOR_CORES=0 t bench-fp8simt-$n-decode 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
         t bench-fp8-$n-decode 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
-        for b in 2 8; do
+        for b in $TCBLOCKS; do   # e.g. TCBLOCKS="2 8" (default target 4)
             MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM=$b t bench-fp8-$n-tcblocks$b 30 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 16
         done
     done

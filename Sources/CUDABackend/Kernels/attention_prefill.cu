@@ -42,12 +42,6 @@
 #define ATTN_PREFILL_MMA 1
 #endif
 
-__device__ __forceinline__ unsigned smem_u32(const void* p) {
-    unsigned r;
-    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
-    return r;
-}
-
 // Two floats → packed bf16x2 (lo in the low half: the lower k / column index), round to nearest.
 __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
     unsigned r;
@@ -82,11 +76,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned addr, unsigned& r0, u
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
 }
 
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
 #endif
 
 #define PF_BK 64   // keys per shared-memory tile
@@ -136,8 +125,8 @@ struct PrefillLoader {
             const int si = __shfl_sync(0xffffffffu, slot, i * KPL + srcLane);
             // One 32×32→64-bit multiply-add per pointer (slot ≥ 0, the product is the byte offset).
             const unsigned long long e = (unsigned long long)(unsigned)si * rowBytes;
-            cp_async16(kDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(kSrc) + e);
-            cp_async16(vDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(vSrc) + e);
+            cp_async16(kDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(kSrc) + e, 16);
+            cp_async16(vDst + soBase + i * STEP_BYTES, reinterpret_cast<const char*>(vSrc) + e, 16);
         }
 #endif
     }

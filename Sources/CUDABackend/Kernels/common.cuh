@@ -115,6 +115,20 @@ __device__ __forceinline__ void pdl_prologue() {
 #endif
 }
 
+// Shared-memory address of a generic pointer, and 16-byte asynchronous copies global → shared
+// (sm_80+; L2 only). src_bytes = 0 zero-fills the destination without reading `src`.
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+// 16-byte async copy; src_bytes = 0 zero-fills the destination without reading `src`.
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int srcBytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(srcBytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+
 // --- shared by the decode GEMVs (gemv.cu, gemv_e4m3.cu) ---
 
 // What a GEMV does with each output value s of row n (token r):
@@ -157,11 +171,11 @@ __device__ __forceinline__ int nth_active_expert(const int* offsets, int experts
 // The normed GEMVs' staging: the block writes x ⊙ g (R, K) f32 to `staged` (dynamic shared
 // memory) and sums x² on the way; xs[r] points at staged row r and inv[r] = 1/rms(x[r]), which
 // the caller applies to the finished dots, so the normed x is never stored. Ends with a
-// barrier. Every thread of the block (256: 8 warps, as `red` holds) calls it.
+// barrier. Every thread of the block calls it.
 template <int R>
 __device__ __forceinline__ void gemv_stage_norm(const float* x, const bf16_t* g, float eps, int K, float4* staged,
                                                 const float* (&xs)[R], float (&inv)[R]) {
-    __shared__ float red[8];
+    __shared__ float red[32];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const float4* x4 = reinterpret_cast<const float4*>(x + (long long)r * K);

@@ -6,7 +6,8 @@
 // operations and an FMA a code, and at one byte a weight that made the SIMT kernels issue-bound
 // at ~42% of bandwidth (gpu-notes, "Session 7"). Here the hardware converts two codes to f16x2
 // in one instruction (cvt.rn.f16x2.e4m3x2, exact: every e4m3 value is an f16) and an mma.sync
-// m16n8k16 does 2,048 multiply-adds: about 0.6 instructions a weight instead of 5.
+// m16n8k16 does 2,048 multiply-adds: by the count of the code, one to two instructions a
+// weight instead of about five.
 //
 // Activations: the mma takes f16, so each activation row is multiplied by a power of two that
 // puts its largest |x| in [2¹⁴, 2¹⁵) (f16 cannot hold more than 65504) and rounded to f16 (11
@@ -23,6 +24,20 @@
 // own loads, with no shuffles and no shared memory. Each step covers 64 k of 16 rows; `split`
 // warps of a block share a tile, taking every split-th step, their sums meeting in shared memory.
 #include "common.cuh"
+
+// Steps (of 64 k) whose weight loads a lane has in flight: for one tile of rows, and for the
+// SwiGLU / gate-up pair of tiles (two rows' worth each step). Compile-time constants, settable
+// for tuning runs (MIXTRAL_NVRTC_OPTIONS="-DE4M3_TC_STEPS=4"). Blocks are 256 or 512 threads
+// (8 or 16 warps: the host picks 16 when a matrix has too few tiles for 8 warps each). The
+// kernels are latency-bound, so more resident warps beat deeper loads: docs/gpu-notes.md,
+// "Session 8", has the sweep behind these defaults.
+#ifndef E4M3_TC_STEPS
+#define E4M3_TC_STEPS 2
+#endif
+#ifndef E4M3_TC_STEPS_PAIR
+#define E4M3_TC_STEPS_PAIR 1
+#endif
+#define E4M3_TC_MAX_WARPS 16
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 #define GEMV_TC_BODY(...) { __VA_ARGS__; }
@@ -80,40 +95,50 @@ __device__ __forceinline__ float slice_amax(const float* xr, int K, int first, i
     return warp_max(m);
 }
 
-// The scale of this lane's activation column (g = lane / 4 < cols: xr[g]'s slice maximum; 1
-// for dead columns) — every lane of the warp calls it.
-template <int MAXC>
-__device__ __forceinline__ float column_scale(const float* const (&xr)[MAXC], int cols, int K, int first, int stride) {
+// The scale of this lane's activation column, and the column's row (g = lane / 4 < cols:
+// row(g), the slice maximum of which sets the scale; dead columns: nullptr and 1). Every lane of
+// the warp calls it; `row(j)` is the activation row of column j.
+template <class Row>
+__device__ __forceinline__ float column_scale(Row row, int cols, int K, int first, int stride, const float*& xg) {
     const int g = (threadIdx.x & 31) >> 2;
     float amax = 0.0f;
-#pragma unroll
-    for (int r = 0; r < MAXC; ++r) {
-        if (r >= cols) break;
-        const float m = slice_amax(xr[r], K, first, stride);
-        if (g == r) amax = m;
+    xg = nullptr;
+    for (int j = 0; j < cols; ++j) {
+        const float* xj = row(j);
+        const float m = slice_amax(xj, K, first, stride);
+        if (g == j) { amax = m; xg = xj; }
     }
     return f16_range_scale(amax);
 }
 
+// The lane's weight codes of one batch of U steps from base (zeros past K): 16 codes of rows g
+// and g + 8 of each tile per step.
+template <int T, int U>
+__device__ __forceinline__ void tile_load(const e4m3_t* const (&rows)[T][2], int base, int K, int stride, uint4 (&w)[U][T][2]) {
+    const int q = threadIdx.x & 3;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = base + u * stride + 16 * q;
+#pragma unroll
+        for (int t = 0; t < T; ++t)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                w[u][t][h] = k < K ? ld_weight16(reinterpret_cast<const uint4*>(rows[t][h] + k)) : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
 // c[t] += tile t's 16 rows · 8 activation columns over the warp's steps base = first,
 // first + stride, … < K, U steps' loads in flight. rows[t][h]: the lane's weight row g + 8h of
-// tile t; xg: its activation row (nullptr for a dead column), multiplied by xs before rounding.
+// tile t; w: the first batch, already loaded by tile_load (callers issue it before they wait for
+// the previous kernel or read the activations, so the weights are in flight meanwhile); xg: the
+// lane's activation row (nullptr for a dead column), multiplied by xs before rounding.
 // c[t] = (row g, col 2q), (row g, col 2q + 1), (row g + 8, col 2q), (row g + 8, col 2q + 1).
 template <int T, int U>
-__device__ __forceinline__ void e4m3_tile_dot(const e4m3_t* const (&rows)[T][2], const float* xg, float xs, int K,
-                                              int first, int stride, float (&c)[T][4]) {
+__device__ __forceinline__ void e4m3_tile_dot(const e4m3_t* const (&rows)[T][2], uint4 (&w)[U][T][2], const float* xg,
+                                              float xs, int K, int first, int stride, float (&c)[T][4]) {
     const int q = threadIdx.x & 3;
     for (int base = first; base < K; base += U * stride) {
-        uint4 w[U][T][2];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int k = base + u * stride + 16 * q;
-#pragma unroll
-            for (int t = 0; t < T; ++t)
-#pragma unroll
-                for (int h = 0; h < 2; ++h)
-                    w[u][t][h] = k < K ? ld_weight16(reinterpret_cast<const uint4*>(rows[t][h] + k)) : make_uint4(0u, 0u, 0u, 0u);
-        }
+        if (base != first) tile_load<T, U>(rows, base, K, stride, w);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int k = base + u * stride + 16 * q;
@@ -161,17 +186,26 @@ __device__ __forceinline__ void store_tile(const float (&c)[T][4], float xs, int
 }
 
 // out (R, N) (=, += or SwiGLU of) x (R, K) · W (N or 2N, K)ᵀ, each dot × the row's scale (and
-// 1/rms for NORM: x staged as x ⊙ g by gemv_stage_norm). A block of 8 warps covers 8 / split
-// tiles of 16 rows; grid ceil(ceil(N / 16) · split / 8). K % 16 == 0, 16-byte aligned rows.
+// 1/rms for NORM: x staged as x ⊙ g by gemv_stage_norm). A block of W warps (256 or 512
+// threads) covers W / split tiles of 16 rows; grid ceil(ceil(N / 16) · split / W). K % 16 == 0,
+// 16-byte aligned rows.
 template <int R, int MODE, bool NORM>
 __device__ void gemv_tc_e4m3_impl(const float* x, const e4m3_t* w, float* out, int K, int N, int split,
                                   const bf16_t* g, float eps, const float* wscale) {
     constexpr int T = MODE == SWIGLU ? 2 : 1;
-    constexpr int U = T == 2 ? 2 : 4;
-    __shared__ float partial[8][T][16][8];
+    constexpr int U = T == 2 ? E4M3_TC_STEPS_PAIR : E4M3_TC_STEPS;
+    __shared__ float partial[E4M3_TC_MAX_WARPS][T][16][8];
     extern __shared__ float4 staged[];          // NORM: (R, K / 4) of x ⊙ g
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2;
-    const int row0 = (blockIdx.x * (8 / split) + warp / split) * 16, part = warp % split;
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2;
+    const int row0 = (blockIdx.x * (warps / split) + warp / split) * 16, part = warp % split;
+    const int first = part * 64, stride = 64 * split;
+    const e4m3_t* rows[T][2];
+#pragma unroll
+    for (int t = 0; t < T; ++t)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) rows[t][h] = w + ((long long)t * N + min(row0 + gl + 8 * h, N - 1)) * K;
+    uint4 wq[U][T][2];
+    tile_load<T, U>(rows, first, K, stride, wq);   // the weights are not the previous kernel's: no wait
     pdl_prologue();
     const float* xs[R];
     float inv[R];
@@ -180,22 +214,19 @@ __device__ void gemv_tc_e4m3_impl(const float* x, const e4m3_t* w, float* out, i
 #pragma unroll
         for (int r = 0; r < R; ++r) { xs[r] = x + (long long)r * K; inv[r] = 1.0f; }
     }
-    const int first = part * 64, stride = 64 * split;
-    const float scale = column_scale<R>(xs, R, K, first, stride);
-    const float* xg = nullptr;
+    const float* xg;
+    const float scale = column_scale([&](int j) {
+        const float* p = xs[0];
 #pragma unroll
-    for (int r = 0; r < R; ++r) if (gl == r) xg = xs[r];
-    const e4m3_t* rows[T][2];
-#pragma unroll
-    for (int t = 0; t < T; ++t)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) rows[t][h] = w + ((long long)t * N + min(row0 + gl + 8 * h, N - 1)) * K;
+        for (int r = 1; r < R; ++r) if (j == r) p = xs[r];
+        return p;
+    }, R, K, first, stride, xg);
     float c[T][4];
 #pragma unroll
     for (int t = 0; t < T; ++t)
 #pragma unroll
         for (int i = 0; i < 4; ++i) c[t][i] = 0.0f;
-    e4m3_tile_dot<T, U>(rows, xg, scale, K, first, stride, c);
+    e4m3_tile_dot<T, U>(rows, wq, xg, scale, K, first, stride, c);
     store_tile<T>(c, scale, R, partial[warp]);
     __syncthreads();
     if (part != 0) return;
@@ -226,10 +257,10 @@ template <int T>
 __device__ void moe_gemv_tc_e4m3_impl(const float* act, int actDiv, const e4m3_t* wa, const e4m3_t* wb,
                                       const float* sa, const float* sb, const int* offsets, const int* sorted,
                                       float* out, int K, int rows, int experts, int split) {
-    constexpr int U = T == 2 ? 2 : 4;
-    __shared__ float partial[8][T][16][8];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2;
-    const int row0 = (blockIdx.x * (8 / split) + warp / split) * 16, part = warp % split;
+    constexpr int U = T == 2 ? E4M3_TC_STEPS_PAIR : E4M3_TC_STEPS;
+    __shared__ float partial[E4M3_TC_MAX_WARPS][T][16][8];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gl = lane >> 2;
+    const int row0 = (blockIdx.x * (warps / split) + warp / split) * 16, part = warp % split;
     pdl_prologue();
     const int e = nth_active_expert(offsets, experts, blockIdx.y);
     if (e < 0) return;                          // the whole block: e depends on blockIdx.y only
@@ -243,19 +274,18 @@ __device__ void moe_gemv_tc_e4m3_impl(const float* act, int actDiv, const e4m3_t
             rowp[t][h] = (t == 0 ? wa : wb) + ((long long)e * rows + min(row0 + gl + 8 * h, rows - 1)) * K;
     for (int p0 = 0; p0 < count; p0 += 8) {
         const int cols = min(8, count - p0);
-        const float* xr[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) xr[j] = act + (long long)(sorted[base + p0 + min(j, cols - 1)] / actDiv) * K;
-        const float scale = column_scale<8>(xr, cols, K, first, stride);
-        const float* xg = nullptr;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) if (gl == j && j < cols) xg = xr[j];
+        uint4 wq[U][T][2];
+        tile_load<T, U>(rowp, first, K, stride, wq);   // in flight while the scales are found
+        const float* xg;
+        const int* pairs = sorted + base + p0;
+        const float scale = column_scale([&](int j) { return act + (long long)(pairs[j] / actDiv) * K; },
+                                         cols, K, first, stride, xg);
         float c[T][4];
 #pragma unroll
         for (int t = 0; t < T; ++t)
 #pragma unroll
             for (int i = 0; i < 4; ++i) c[t][i] = 0.0f;
-        e4m3_tile_dot<T, U>(rowp, xg, scale, K, first, stride, c);
+        e4m3_tile_dot<T, U>(rowp, wq, xg, scale, K, first, stride, c);
         store_tile<T>(c, scale, cols, partial[warp]);
         __syncthreads();
         if (part == 0) {
@@ -268,8 +298,7 @@ __device__ void moe_gemv_tc_e4m3_impl(const float* act, int actDiv, const e4m3_t
                     if (T == 2) u += partial[warp + p][T - 1][m][j];
                 }
                 const long long srow = (long long)e * rows + n;
-                const int pair = sorted[base + p0 + j];
-                out[(long long)pair * rows + n] = T == 2 ? silu(s * sa[srow]) * (u * sb[srow]) : s * sa[srow];
+                out[(long long)pairs[j] * rows + n] = T == 2 ? silu(s * sa[srow]) * (u * sb[srow]) : s * sa[srow];
             }
         }
         __syncthreads();                        // partial is reused by the next 8 pairs
@@ -282,28 +311,28 @@ __device__ void moe_gemv_tc_e4m3_impl(const float* act, int actDiv, const e4m3_t
 #endif
 
 #define GEMV_TC_E4M3(R) \
-    extern "C" __global__ void __launch_bounds__(256) gemv_tc_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void __launch_bounds__(512) gemv_tc_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                         int split, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, STORE, false>(x, w, out, K, N, split, nullptr, 0.0f, ws)) \
-    extern "C" __global__ void __launch_bounds__(256) gemv_tc_add_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void __launch_bounds__(512) gemv_tc_add_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                             int split, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, ACCUMULATE, false>(x, w, out, K, N, split, nullptr, 0.0f, ws)) \
-    extern "C" __global__ void __launch_bounds__(256) gemv_tc_norm_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void __launch_bounds__(512) gemv_tc_norm_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                              int split, const bf16_t* g, float eps, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, STORE, true>(x, w, out, K, N, split, g, eps, ws)) \
-    extern "C" __global__ void __launch_bounds__(256) gemv_tc_norm_swiglu_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, \
+    extern "C" __global__ void __launch_bounds__(512) gemv_tc_norm_swiglu_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, \
                                                                                     int N, int split, const bf16_t* g, float eps, \
                                                                                     const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, SWIGLU, true>(x, w, out, K, N, split, g, eps, ws))
 GEMV_TC_E4M3(1) GEMV_TC_E4M3(2) GEMV_TC_E4M3(3) GEMV_TC_E4M3(4)
 
-// Grids: gate/up (ceil(ceil(F / 16) · split / 8), min(E, P)), down (ceil(ceil(D / 16) · split / 8), min(E, P)).
-extern "C" __global__ void __launch_bounds__(256) moe_gemv_tc_gate_up_e4m3(
+// Grids: gate/up (ceil(ceil(F / 16) · split / W), min(E, P)), down (ceil(ceil(D / 16) · split / W), min(E, P)).
+extern "C" __global__ void __launch_bounds__(512) moe_gemv_tc_gate_up_e4m3(
     const float* x, const e4m3_t* w1, const e4m3_t* w3, const int* offsets, const int* sorted,
     float* h, int dim, int hidden, int topK, int experts, const float* s1, const float* s3, int split)
 GEMV_TC_BODY(moe_gemv_tc_e4m3_impl<2>(x, topK, w1, w3, s1, s3, offsets, sorted, h, dim, hidden, experts, split))
 
-extern "C" __global__ void __launch_bounds__(256) moe_gemv_tc_down_e4m3(
+extern "C" __global__ void __launch_bounds__(512) moe_gemv_tc_down_e4m3(
     const float* h, const e4m3_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts,
     const float* s2, int split)
 GEMV_TC_BODY(moe_gemv_tc_e4m3_impl<1>(h, 1, w2, w2, s2, s2, offsets, sorted, y, hidden, dim, experts, split))
