@@ -115,14 +115,15 @@ extension CUDABackend {
     }
 
     /// Grid, block size and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows):
-    /// enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM, counting `slots` (the MoE
+    /// enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM (`.experts` when `slots`, the MoE
     /// experts' grid rows), splitting K over up to 16 warps (then in blocks of 16 warps).
-    func e4m3GemvGrid(outputs: Int, slots: Int = 1) -> (grid: (Int, Int, Int), block: Int, split: Int) {
+    func e4m3GemvGrid(outputs: Int, slots: Int? = nil) -> (grid: (Int, Int, Int), block: Int, split: Int) {
         let tiles = (outputs + 15) / 16
         var split = 1
-        while split < e4m3GemvMaxSplit, (tiles * split + 7) / 8 * slots < e4m3GemvBlocksPerSM * device.multiprocessors { split *= 2 }
+        let target = (slots == nil ? e4m3GemvBlocksPerSM.dense : e4m3GemvBlocksPerSM.experts) * device.multiprocessors
+        while split < e4m3GemvMaxSplit, (tiles * split + 7) / 8 * (slots ?? 1) < target { split *= 2 }
         let warps = split == 16 ? 16 : 8
-        return (((tiles * split + warps - 1) / warps, slots, 1), 32 * warps, split)
+        return (((tiles * split + warps - 1) / warps, slots ?? 1, 1), 32 * warps, split)
     }
 
     /// Static shared memory of the tensor-core e4m3 GEMVs at most (partial sums of 16 warps and

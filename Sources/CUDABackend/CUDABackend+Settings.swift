@@ -22,8 +22,9 @@ extension CUDABackend {
         /// `MIXTRAL_FP8_DECODE_TENSOR_CORES=0`: the e4m3 decode GEMVs and GEMV-style experts
         /// widen the codes to f32 on the SIMT cores (gemv.cu) instead of the tensor cores.
         let fp8DecodeTensorCores: Bool
-        /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` (1...32, default 4): see `e4m3GemvBlocksPerSM`.
-        let e4m3GemvBlocksPerSM: Int
+        /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` (1...32, default 4) and
+        /// `MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM` (default 8): see `e4m3GemvBlocksPerSM`.
+        let e4m3GemvBlocksPerSM: (dense: Int, experts: Int)
         /// `MIXTRAL_E4M3_GEMV_MAX_SPLIT` (8 or 16, default 16): see `e4m3GemvMaxSplit`.
         let e4m3GemvMaxSplit: Int
         /// `MIXTRAL_NVRTC_OPTIONS`: extra NVRTC options, space-separated (tuning runs).
@@ -36,7 +37,8 @@ extension CUDABackend {
             stepGraphs = environment["MIXTRAL_CUDA_GRAPHS"] != "0"
             fp8TensorCores = environment["MIXTRAL_FP8_TENSOR_CORES"] != "0"
             fp8DecodeTensorCores = environment["MIXTRAL_FP8_DECODE_TENSOR_CORES"] != "0"
-            e4m3GemvBlocksPerSM = environment["MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM"].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? 4
+            let blocks = { (name: String, value: Int) in environment[name].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? value }
+            e4m3GemvBlocksPerSM = (blocks("MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM", 4), blocks("MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM", 8))
             e4m3GemvMaxSplit = environment["MIXTRAL_E4M3_GEMV_MAX_SPLIT"] == "8" ? 8 : 16
             nvrtcOptions = (environment["MIXTRAL_NVRTC_OPTIONS"] ?? "").split(separator: " ").map(String.init)
         }
