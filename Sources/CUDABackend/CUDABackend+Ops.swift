@@ -118,12 +118,20 @@ extension CUDABackend {
     /// enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM (`.experts` when `slots`, the MoE
     /// experts' grid rows), splitting K over up to 16 warps (then in blocks of 16 warps).
     func e4m3GemvGrid(outputs: Int, slots: Int? = nil) -> (grid: (Int, Int, Int), block: Int, split: Int) {
+        let target = (slots == nil ? e4m3GemvBlocksPerSM.dense : e4m3GemvBlocksPerSM.experts) * device.multiprocessors
+        return Self.e4m3GemvLaunch(outputs: outputs, slots: slots ?? 1, targetBlocks: target, maxSplit: e4m3GemvMaxSplit)
+    }
+
+    /// `e4m3GemvGrid`'s arithmetic, without a device (tested on the CPU): the smallest split
+    /// (1, 2, 4, … ≤ maxSplit) whose 8-warp blocks, times `slots`, reach `targetBlocks`; split
+    /// 16 runs in blocks of 16 warps, so a block always covers whole tiles (warps / split).
+    public static func e4m3GemvLaunch(outputs: Int, slots: Int, targetBlocks: Int, maxSplit: Int)
+        -> (grid: (Int, Int, Int), block: Int, split: Int) {
         let tiles = (outputs + 15) / 16
         var split = 1
-        let target = (slots == nil ? e4m3GemvBlocksPerSM.dense : e4m3GemvBlocksPerSM.experts) * device.multiprocessors
-        while split < e4m3GemvMaxSplit, (tiles * split + 7) / 8 * (slots ?? 1) < target { split *= 2 }
+        while split < maxSplit, (tiles * split + 7) / 8 * slots < targetBlocks { split *= 2 }
         let warps = split == 16 ? 16 : 8
-        return (((tiles * split + warps - 1) / warps, slots ?? 1, 1), 32 * warps, split)
+        return (((tiles * split + warps - 1) / warps, slots, 1), 32 * warps, split)
     }
 
     /// Static shared memory of the tensor-core e4m3 GEMVs at most (partial sums of 16 warps and

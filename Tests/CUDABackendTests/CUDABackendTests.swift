@@ -32,6 +32,29 @@ let cudaAvailability: CUDAAvailability = {
         }
     }
 
+    @Test func e4m3GemvLaunchesCoverEveryTileWithTheSmallestSplit() {
+        // H200 (132 SMs), dense target 4 blocks an SM: Mistral-7B's qkv (6144 rows) and wo (4096)
+        // split K over 16 warps (one 512-thread block a tile), the gated pair (14336) over 8.
+        let target = 4 * 132
+        for (outputs, blocks, threads, split) in [(6144, 384, 512, 16), (4096, 256, 512, 16), (14336, 896, 256, 8)] {
+            let launch = CUDABackend.e4m3GemvLaunch(outputs: outputs, slots: 1, targetBlocks: target, maxSplit: 16)
+            #expect(launch.grid.0 == blocks && launch.block == threads && launch.split == split, "\(outputs) rows: \(launch)")
+        }
+        for (outputs, slots) in [(6144, 1), (4096, 1), (14336, 1), (14336, 2), (4096, 8), (96, 1), (200, 3), (17, 1), (16384, 16)] {
+            for maxSplit in [8, 16] {
+                let (grid, block, split) = CUDABackend.e4m3GemvLaunch(outputs: outputs, slots: slots, targetBlocks: target,
+                                                                      maxSplit: maxSplit)
+                let tiles = (outputs + 15) / 16, warps = block / 32
+                #expect([1, 2, 4, 8, 16].contains(split) && split <= maxSplit)
+                #expect((block == 512) == (split == 16) && warps % split == 0)
+                #expect(grid.0 * (warps / split) >= tiles && (grid.0 - 1) * (warps / split) < tiles, "\(outputs) rows: every tile, no empty block")
+                #expect(grid.1 == slots && grid.2 == 1)
+                // Smallest: half the split would fall short of the target.
+                #expect(split == 1 || (tiles * split / 2 + 7) / 8 * slots < target)
+            }
+        }
+    }
+
     @Test func kvBytesPerBlockCountsKAndVInBF16() {
         // Mistral 7B: 32 layers × (K+V) × 16 tokens × 8 KV heads × 128 × 2 bytes = 2 MiB.
         #expect(CUDABackend.kvBytesPerBlock(layers: 32, blockSize: 16, kvHeads: 8, headDim: 128) == 2 << 20)
