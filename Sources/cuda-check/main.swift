@@ -90,28 +90,26 @@ do {
         failures += results.filter { !$0.passed }.count
         total += results.count
         if path == .cublasLt {
-            // The MoE feed-forward once more with each expert path pinned (automatic dispatch
-            // covers each at some sizes only).
-            for moe in [CUDABackend.MoEPath.tensorCore, .dense, .grouped] {
-                cuda.moePath = moe
-                say("== normedMoE with the \(moe.rawValue) path pinned")
-                var pinned = BackendConformance(test: cuda, reference: cpu, seed: seed)
-                pinned.fp8Rounding = fp8Rounding(cuda)
-                let r = pinned.runAll(only: ["normedMoE", "fp8 weights"]) { say("  \($0)") }
+            // The MoE and fp8 families once more under the current settings.
+            func rerun(_ title: String) {
+                say("== normedMoE and fp8 weights \(title)")
+                var suite = BackendConformance(test: cuda, reference: cpu, seed: seed)
+                suite.fp8Rounding = fp8Rounding(cuda)
+                let r = suite.runAll(only: ["normedMoE", "fp8 weights"]) { say("  \($0)") }
                 failures += r.filter { !$0.passed }.count
                 total += r.count
             }
+            // Each expert path pinned (automatic dispatch covers each at some sizes only).
+            for moe in [CUDABackend.MoEPath.tensorCore, .dense, .grouped] {
+                cuda.moePath = moe
+                rerun("with the \(moe.rawValue) path pinned")
+            }
             cuda.moePath = .automatic
-            // The e4m3 decode products once more on the SIMT kernels (gemv.cu), which GPUs
-            // before sm_89 run and which the tensor-core ones replace here.
+            // The e4m3 decode products on the SIMT kernels (gemv.cu), which GPUs before sm_89
+            // run and which the tensor-core ones replace here.
             if cuda.fp8DecodeTensorCores {
                 cuda.fp8DecodeTensorCores = false
-                say("== fp8 weights and normedMoE with the SIMT e4m3 decode kernels")
-                var simt = BackendConformance(test: cuda, reference: cpu, seed: seed)
-                simt.fp8Rounding = fp8Rounding(cuda)
-                let r = simt.runAll(only: ["normedMoE", "fp8 weights"]) { say("  \($0)") }
-                failures += r.filter { !$0.passed }.count
-                total += r.count
+                rerun("with the SIMT e4m3 decode kernels")
                 cuda.fp8DecodeTensorCores = true
             }
         }
