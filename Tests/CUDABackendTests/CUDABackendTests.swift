@@ -113,6 +113,7 @@ let cudaAvailability: CUDAAvailability = {
         let text = try files.map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
         for symbol in CUDABackend.kernelSymbols {
             let direct = text.contains("void \(symbol)(") || ["32", "256", "512", "SAMPLE_THREADS"].contains { text.contains("void __launch_bounds__(\($0)) \(symbol)(") }
+                || ["E4M3_TC_BOUNDS", "E4M3_TC_MOE_BOUNDS"].contains { text.contains("void \($0) \(symbol)(") }   // gemv_e4m3.cu: __launch_bounds__(512[, min blocks])
             // Macro-generated: name_##S with S in bf16/f16/f32, gemv_bf16_r##R with R 1...4, or
             // attention_prefill_d##DH.
             let parts = symbol.split(separator: "_")

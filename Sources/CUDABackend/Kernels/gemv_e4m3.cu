@@ -38,9 +38,50 @@
 #define E4M3_TC_STEPS_PAIR 1
 #endif
 #define E4M3_TC_MAX_WARPS 16
+// Tuning variants (defaults: off), for sweeps through MIXTRAL_NVRTC_OPTIONS:
+// E4M3_TC_L2_FETCH=128|256: the weight loads ask L2 to fetch that many bytes around each access
+// (the split's other warps read the neighbouring 64 bytes of the row at about the same time);
+// E4M3_TC_PIPE=1: the next batch of weight loads is issued before the current one is used
+// (two batches of registers); E4M3_TC_ACC2=1: odd and even mmas of a step accumulate apart
+// (two dependency chains instead of one); E4M3_TC_MIN_BLOCKS=N: __launch_bounds__(512, N), for the
+// experts' kernels alone E4M3_TC_MOE_MIN_BLOCKS=N.
+#ifndef E4M3_TC_L2_FETCH
+#define E4M3_TC_L2_FETCH 0
+#endif
+#ifndef E4M3_TC_PIPE
+#define E4M3_TC_PIPE 0
+#endif
+#ifndef E4M3_TC_ACC2
+#define E4M3_TC_ACC2 0
+#endif
+#ifdef E4M3_TC_MIN_BLOCKS
+#define E4M3_TC_BOUNDS __launch_bounds__(512, E4M3_TC_MIN_BLOCKS)
+#else
+#define E4M3_TC_BOUNDS __launch_bounds__(512)
+#endif
+#ifdef E4M3_TC_MOE_MIN_BLOCKS
+#define E4M3_TC_MOE_BOUNDS __launch_bounds__(512, E4M3_TC_MOE_MIN_BLOCKS)
+#else
+#define E4M3_TC_MOE_BOUNDS E4M3_TC_BOUNDS
+#endif
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 #define GEMV_TC_BODY(...) { __VA_ARGS__; }
+
+// 16 weight codes, read once: not kept in L1.
+__device__ __forceinline__ uint4 ld_codes16(const e4m3_t* p) {
+    uint4 v;
+#if E4M3_TC_L2_FETCH == 256
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+#elif E4M3_TC_L2_FETCH == 128
+    asm("ld.global.nc.L1::no_allocate.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+#else
+    v = ld_weight16(reinterpret_cast<const uint4*>(p));
+#endif
+    return v;
+}
 
 // Two codes (low byte first) of each 16-bit half of `w` → two f16x2 (the lower code in the
 // lower half).
@@ -123,7 +164,7 @@ __device__ __forceinline__ void tile_load(const e4m3_t* const (&rows)[T][2], int
         for (int t = 0; t < T; ++t)
 #pragma unroll
             for (int h = 0; h < 2; ++h)
-                w[u][t][h] = k < K ? ld_weight16(reinterpret_cast<const uint4*>(rows[t][h] + k)) : make_uint4(0u, 0u, 0u, 0u);
+                w[u][t][h] = k < K ? ld_codes16(rows[t][h] + k) : make_uint4(0u, 0u, 0u, 0u);
     }
 }
 
@@ -137,8 +178,25 @@ template <int T, int U>
 __device__ __forceinline__ void e4m3_tile_dot(const e4m3_t* const (&rows)[T][2], uint4 (&w)[U][T][2], const float* xg,
                                               float xs, int K, int first, int stride, float (&c)[T][4]) {
     const int q = threadIdx.x & 3;
+#if E4M3_TC_ACC2
+    float c2[T][4];
+#pragma unroll
+    for (int t = 0; t < T; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) c2[t][i] = 0.0f;
+#endif
     for (int base = first; base < K; base += U * stride) {
+#if E4M3_TC_PIPE
+        uint4 cur[U][T][2];
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int t = 0; t < T; ++t) { cur[u][t][0] = w[u][t][0]; cur[u][t][1] = w[u][t][1]; }
+        if (base + U * stride < K) tile_load<T, U>(rows, base + U * stride, K, stride, w);
+#else
+        uint4 (&cur)[U][T][2] = w;
         if (base != first) tile_load<T, U>(rows, base, K, stride, w);
+#endif
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int k = base + u * stride + 16 * q;
@@ -157,19 +215,29 @@ __device__ __forceinline__ void e4m3_tile_dot(const e4m3_t* const (&rows)[T][2],
             }
 #pragma unroll
             for (int t = 0; t < T; ++t) {
-                const unsigned r0[4] = {w[u][t][0].x, w[u][t][0].y, w[u][t][0].z, w[u][t][0].w};
-                const unsigned r1[4] = {w[u][t][1].x, w[u][t][1].y, w[u][t][1].z, w[u][t][1].w};
+                const unsigned r0[4] = {cur[u][t][0].x, cur[u][t][0].y, cur[u][t][0].z, cur[u][t][0].w};
+                const unsigned r1[4] = {cur[u][t][1].x, cur[u][t][1].y, cur[u][t][1].z, cur[u][t][1].w};
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
                     // codes 4j, 4j + 1 → slots 2q, 2q + 1; codes 4j + 2, 4j + 3 → slots 2q + 8, 2q + 9
                     unsigned a0, a1, a2, a3;
                     f16x2_from_e4m3x4(r0[j], a0, a2);
                     f16x2_from_e4m3x4(r1[j], a1, a3);
+#if E4M3_TC_ACC2
+                    mma_f16_16816((j & 1) ? c2[t] : c[t], a0, a1, a2, a3, b[2 * j], b[2 * j + 1]);
+#else
                     mma_f16_16816(c[t], a0, a1, a2, a3, b[2 * j], b[2 * j + 1]);
+#endif
                 }
             }
         }
     }
+#if E4M3_TC_ACC2
+#pragma unroll
+    for (int t = 0; t < T; ++t)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) c[t][i] += c2[t][i];
+#endif
 }
 
 // The warp's tile sums, each divided by its column's scale, into part[t][m][col] (16 rows ×
@@ -311,28 +379,28 @@ __device__ void moe_gemv_tc_e4m3_impl(const float* act, int actDiv, const e4m3_t
 #endif
 
 #define GEMV_TC_E4M3(R) \
-    extern "C" __global__ void __launch_bounds__(512) gemv_tc_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void E4M3_TC_BOUNDS gemv_tc_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                         int split, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, STORE, false>(x, w, out, K, N, split, nullptr, 0.0f, ws)) \
-    extern "C" __global__ void __launch_bounds__(512) gemv_tc_add_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void E4M3_TC_BOUNDS gemv_tc_add_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                             int split, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, ACCUMULATE, false>(x, w, out, K, N, split, nullptr, 0.0f, ws)) \
-    extern "C" __global__ void __launch_bounds__(512) gemv_tc_norm_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
+    extern "C" __global__ void E4M3_TC_BOUNDS gemv_tc_norm_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, int N, \
                                                                              int split, const bf16_t* g, float eps, const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, STORE, true>(x, w, out, K, N, split, g, eps, ws)) \
-    extern "C" __global__ void __launch_bounds__(512) gemv_tc_norm_swiglu_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, \
+    extern "C" __global__ void E4M3_TC_BOUNDS gemv_tc_norm_swiglu_e4m3_r##R(const float* x, const e4m3_t* w, float* out, int K, \
                                                                                     int N, int split, const bf16_t* g, float eps, \
                                                                                     const float* ws) \
     GEMV_TC_BODY(gemv_tc_e4m3_impl<R, SWIGLU, true>(x, w, out, K, N, split, g, eps, ws))
 GEMV_TC_E4M3(1) GEMV_TC_E4M3(2) GEMV_TC_E4M3(3) GEMV_TC_E4M3(4)
 
 // Grids: gate/up (ceil(ceil(F / 16) · split / W), min(E, P)), down (ceil(ceil(D / 16) · split / W), min(E, P)).
-extern "C" __global__ void __launch_bounds__(512) moe_gemv_tc_gate_up_e4m3(
+extern "C" __global__ void E4M3_TC_MOE_BOUNDS moe_gemv_tc_gate_up_e4m3(
     const float* x, const e4m3_t* w1, const e4m3_t* w3, const int* offsets, const int* sorted,
     float* h, int dim, int hidden, int topK, int experts, const float* s1, const float* s3, int split)
 GEMV_TC_BODY(moe_gemv_tc_e4m3_impl<2>(x, topK, w1, w3, s1, s3, offsets, sorted, h, dim, hidden, experts, split))
 
-extern "C" __global__ void __launch_bounds__(512) moe_gemv_tc_down_e4m3(
+extern "C" __global__ void E4M3_TC_MOE_BOUNDS moe_gemv_tc_down_e4m3(
     const float* h, const e4m3_t* w2, const int* offsets, const int* sorted, float* y, int dim, int hidden, int experts,
     const float* s2, int split)
 GEMV_TC_BODY(moe_gemv_tc_e4m3_impl<1>(h, 1, w2, w2, s2, s2, offsets, sorted, y, hidden, dim, experts, split))
