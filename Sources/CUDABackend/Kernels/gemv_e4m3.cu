@@ -38,15 +38,16 @@
 #define E4M3_TC_STEPS_PAIR 1
 #endif
 #define E4M3_TC_MAX_WARPS 16
-// Tuning variants (defaults: off), for sweeps through MIXTRAL_NVRTC_OPTIONS:
-// E4M3_TC_L2_FETCH=128|256: the weight loads ask L2 to fetch that many bytes around each access
-// (the split's other warps read the neighbouring 64 bytes of the row at about the same time);
-// E4M3_TC_PIPE=1: the next batch of weight loads is issued before the current one is used
-// (two batches of registers); E4M3_TC_ACC2=1: odd and even mmas of a step accumulate apart
-// (two dependency chains instead of one); E4M3_TC_MIN_BLOCKS=N: __launch_bounds__(512, N), for the
-// experts' kernels alone E4M3_TC_MOE_MIN_BLOCKS=N.
+// Tuning variants, for sweeps through MIXTRAL_NVRTC_OPTIONS (docs/gpu-notes.md, "Session 9"):
+// E4M3_TC_L2_FETCH=0|128|256 (default 256): the weight loads ask L2 to fetch that many bytes
+// around each access (the split's other warps read the neighbouring 64 bytes of the row at about
+// the same time); E4M3_TC_MOE_MIN_BLOCKS=N (default 2): __launch_bounds__(512, N) on the experts'
+// kernels, whose gate-up pair otherwise takes 106 registers and so one 512-thread block an SM;
+// E4M3_TC_MIN_BLOCKS=N: the same for every kernel; E4M3_TC_PIPE=1 (off): the next batch of
+// weight loads is issued before the current one is used (two batches of registers);
+// E4M3_TC_ACC2=1 (off): odd and even mmas of a step accumulate apart (two dependency chains).
 #ifndef E4M3_TC_L2_FETCH
-#define E4M3_TC_L2_FETCH 0
+#define E4M3_TC_L2_FETCH 256
 #endif
 #ifndef E4M3_TC_PIPE
 #define E4M3_TC_PIPE 0
@@ -59,11 +60,10 @@
 #else
 #define E4M3_TC_BOUNDS __launch_bounds__(512)
 #endif
-#ifdef E4M3_TC_MOE_MIN_BLOCKS
-#define E4M3_TC_MOE_BOUNDS __launch_bounds__(512, E4M3_TC_MOE_MIN_BLOCKS)
-#else
-#define E4M3_TC_MOE_BOUNDS E4M3_TC_BOUNDS
+#ifndef E4M3_TC_MOE_MIN_BLOCKS
+#define E4M3_TC_MOE_MIN_BLOCKS 2
 #endif
+#define E4M3_TC_MOE_BOUNDS __launch_bounds__(512, E4M3_TC_MOE_MIN_BLOCKS)
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 #define GEMV_TC_BODY(...) { __VA_ARGS__; }
