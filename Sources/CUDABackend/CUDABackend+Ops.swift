@@ -47,7 +47,7 @@ extension CUDABackend {
                 : gated ? (e4m3 ? .gemvNormSwiGLUE4M3(rows) : .gemvNormSwiGLU(rows))
                 : (e4m3 ? .gemvNormE4M3(rows) : .gemvNorm(rows))
             let staged = try normStaging(kernel, rows: rows, inDim: inDim, staticBytes: tensorCores ? e4m3GemvStaticBytes : 0)
-            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outDim) : gemvGrid(outputs: outDim)
+            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outDim, rows: rows) : gemvGrid(outputs: outDim)
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),
                                                .int32(Int32(inDim)), .int32(Int32(outDim)), .int32(Int32(split)),
                                                .pointer(norm.pointer), .float(eps)]
@@ -114,12 +114,18 @@ extension CUDABackend {
         return (((outputs + rowsPerBlock - 1) / rowsPerBlock, 1, 1), 256, split)
     }
 
-    /// Grid, block size and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows):
-    /// enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM (`.experts` when `slots`, the MoE
-    /// experts' grid rows), splitting K over up to 16 warps (then in blocks of 16 warps).
-    func e4m3GemvGrid(outputs: Int, slots: Int? = nil) -> (grid: (Int, Int, Int), block: Int, split: Int) {
-        let target = (slots == nil ? e4m3GemvBlocksPerSM.dense : e4m3GemvBlocksPerSM.experts) * device.multiprocessors
-        return Self.e4m3GemvLaunch(outputs: outputs, slots: slots ?? 1, targetBlocks: target, maxSplit: e4m3GemvMaxSplit)
+    /// Grid, block size and warps per tile of the tensor-core e4m3 GEMVs (a warp per 16 rows) for
+    /// `rows` activation rows: enough warps for `e4m3GemvBlocksPerSM` blocks of 8 per SM,
+    /// splitting K over up to 16 warps (then in blocks of 16 warps).
+    func e4m3GemvGrid(outputs: Int, rows: Int) -> (grid: (Int, Int, Int), block: Int, split: Int) {
+        let target = e4m3GemvBlocksPerSM.dense(rows: rows) * device.multiprocessors
+        return Self.e4m3GemvLaunch(outputs: outputs, slots: 1, targetBlocks: target, maxSplit: e4m3GemvMaxSplit)
+    }
+
+    /// The same for the GEMV-style MoE experts, whose grid has a row per touched expert (`slots`).
+    func e4m3GemvGrid(outputs: Int, slots: Int) -> (grid: (Int, Int, Int), block: Int, split: Int) {
+        Self.e4m3GemvLaunch(outputs: outputs, slots: slots, targetBlocks: e4m3GemvBlocksPerSM.experts * device.multiprocessors,
+                            maxSplit: e4m3GemvMaxSplit)
     }
 
     /// `e4m3GemvGrid`'s arithmetic, without a device (tested on the CPU): the smallest split
@@ -160,7 +166,7 @@ extension CUDABackend {
             // (The gated product at decode sizes is `normedMatmul`'s GEMV, norm included.)
             let e4m3 = weight.dtype == .e4m3
             let tensorCores = e4m3 && e4m3GemvPath(inDims: inDim) == .tensorCore
-            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outputs) : gemvGrid(outputs: outputs)
+            let (grid, block, split) = tensorCores ? e4m3GemvGrid(outputs: outputs, rows: rows) : gemvGrid(outputs: outputs)
             let kernel: Kernel = tensorCores ? (mode == .store ? .gemvTCE4M3(rows) : .gemvTCAddE4M3(rows))
                 : mode == .store ? (e4m3 ? .gemvE4M3(rows) : .gemv(rows)) : (e4m3 ? .gemvAddE4M3(rows) : .gemvAdd(rows))
             var arguments: [KernelArgument] = [.pointer(x.pointer), .pointer(weight.pointer), .pointer(out.pointer),

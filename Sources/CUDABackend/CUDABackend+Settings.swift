@@ -22,9 +22,9 @@ extension CUDABackend {
         /// `MIXTRAL_FP8_DECODE_TENSOR_CORES=0`: the e4m3 decode GEMVs and GEMV-style experts
         /// widen the codes to f32 on the SIMT cores (gemv.cu) instead of the tensor cores.
         let fp8DecodeTensorCores: Bool
-        /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` (1...32, default 4) and
-        /// `MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM` (default 8): see `e4m3GemvBlocksPerSM`.
-        let e4m3GemvBlocksPerSM: (dense: Int, experts: Int)
+        /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM`, `MIXTRAL_E4M3_BATCHED_GEMV_BLOCKS_PER_SM` and
+        /// `MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM` (1...32): see `E4M3GemvBlocksPerSM`.
+        let e4m3GemvBlocksPerSM: E4M3GemvBlocksPerSM
         /// `MIXTRAL_E4M3_GEMV_MAX_SPLIT` (8 or 16, default 16): see `e4m3GemvMaxSplit`.
         let e4m3GemvMaxSplit: Int
         /// `MIXTRAL_NVRTC_OPTIONS`: extra NVRTC options, space-separated (tuning runs).
@@ -38,10 +38,29 @@ extension CUDABackend {
             fp8TensorCores = environment["MIXTRAL_FP8_TENSOR_CORES"] != "0"
             fp8DecodeTensorCores = environment["MIXTRAL_FP8_DECODE_TENSOR_CORES"] != "0"
             let blocks = { (name: String, value: Int) in environment[name].flatMap { Int($0) }.map { max(1, min($0, 32)) } ?? value }
-            e4m3GemvBlocksPerSM = (blocks("MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM", 4), blocks("MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM", 8))
+            let defaults = E4M3GemvBlocksPerSM.defaults
+            e4m3GemvBlocksPerSM = E4M3GemvBlocksPerSM(dense: blocks("MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM", defaults.dense),
+                                                      batched: blocks("MIXTRAL_E4M3_BATCHED_GEMV_BLOCKS_PER_SM", defaults.batched),
+                                                      experts: blocks("MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM", defaults.experts))
             e4m3GemvMaxSplit = environment["MIXTRAL_E4M3_GEMV_MAX_SPLIT"] == "8" ? 8 : 16
             nvrtcOptions = (environment["MIXTRAL_NVRTC_OPTIONS"] ?? "").split(separator: " ").map(String.init)
         }
+    }
+
+    /// Blocks per multiprocessor the tensor-core e4m3 GEMVs' split aims for (gpu-notes, "Session 8"
+    /// and "Session 9"): `dense` at one activation row (4: at 8 the gated product splits K over 16
+    /// warps and Mistral-7B batch 1 is 7% slower), `batched` at 2–4 rows (8: there each warp finds
+    /// the scale of every row over its slice of K first, which a finer split shortens; batch 4
+    /// 13% faster), `experts` for the MoE experts (8: at 4 a batch-4 expert tile gets one warp
+    /// over the whole K).
+    public struct E4M3GemvBlocksPerSM: Sendable {
+        public let dense: Int
+        public let batched: Int
+        public let experts: Int
+        public static let defaults = E4M3GemvBlocksPerSM(dense: 4, batched: 8, experts: 8)
+
+        /// The dense GEMVs' target at `rows` activation rows.
+        public func dense(rows: Int) -> Int { rows == 1 ? dense : batched }
     }
 
     /// How `matmul` multiplies.

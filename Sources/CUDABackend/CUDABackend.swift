@@ -41,10 +41,10 @@ public final class CUDABackend: ComputeBackend, @unchecked Sendable {
     /// `MIXTRAL_GEMV_BLOCKS_PER_SM` overrides it, for tuning runs.
     let gemvBlocksPerSM: Int
     /// The same target for the tensor-core e4m3 GEMVs (a warp per 16 rows, so their split is
-    /// chosen separately), dense and MoE experts: 4 and 8 (H200, gpu-notes "Session 8": at 4 the
-    /// experts of a batch-4 step take one warp per tile over the whole K, 64 steps in a row).
-    /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM` and `MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM` override them.
-    let e4m3GemvBlocksPerSM: (dense: Int, experts: Int)
+    /// chosen separately): dense at one activation row, dense at 2–4, and MoE experts.
+    /// `MIXTRAL_E4M3_GEMV_BLOCKS_PER_SM`, `MIXTRAL_E4M3_BATCHED_GEMV_BLOCKS_PER_SM` and
+    /// `MIXTRAL_E4M3_MOE_GEMV_BLOCKS_PER_SM` override them.
+    let e4m3GemvBlocksPerSM: E4M3GemvBlocksPerSM
     /// Most warps sharing one tile of the tensor-core e4m3 GEMVs (16: blocks of 16 warps for the
     /// matrices with the fewest rows); `MIXTRAL_E4M3_GEMV_MAX_SPLIT=8` caps it at one 8-warp block.
     let e4m3GemvMaxSplit: Int

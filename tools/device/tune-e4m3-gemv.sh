@@ -18,6 +18,6 @@ for p in "mistral-7b" "mixtral-8x7b --layers 8"; do
               name=${BASH_REMATCH[1]}; rest=${BASH_REMATCH[2]}
               if [[ $rest =~ ^(.*)\ ([A-Z0-9_]+=.*)$ ]]; then export $name="${BASH_REMATCH[1]}"; env=${BASH_REMATCH[2]}; else export $name="$rest"; env=; fi
           done
-          timeout 90 $B bench --device cuda --preset $p --quantize fp8 --batch 1,4 --prompt-len 128 --gen-len 24 2>&1 | grep -E "decode step" )
+          timeout 90 $B bench --device cuda --preset $p --quantize fp8 --batch ${BATCH:-1,4} --prompt-len 128 --gen-len 24 2>&1 | grep -E "decode step" )
     done
 done
